@@ -1,0 +1,29 @@
+# README's two commands: `make train` and `make test`. Each creates .venv on first use.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: train test demo benchmark clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	# Pin the CPU build of torch first: an unpinned torch pulls a multi-GB CUDA build.
+	$(VENV)/bin/pip install --quiet torch==2.13.0
+	$(VENV)/bin/pip install --quiet -e ".[dev,bench]"
+	touch $(STAMP)
+
+train: $(STAMP)
+	$(PY) scripts/scripted_insertion.py
+
+demo: $(STAMP)
+	$(PY) scripts/scripted_insertion.py
+
+test: $(STAMP)
+	$(PY) -m pytest tests
+
+benchmark: $(STAMP)
+	$(PY) scripts/benchmark_env.py
+
+clean:
+	rm -rf $(VENV) outputs multirun
