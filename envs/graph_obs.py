@@ -1,0 +1,116 @@
+"""Graph observations: one node per object, fully connected directed edges.
+
+All quantities are expressed in the task frame (the hole frame: origin at the
+centre of the hole's top opening, +z out of the hole), so a policy does not
+depend on where the hole happens to be in the world.
+
+Node features, in order (``node_feature_names`` lists them):
+
+| slice | name | meaning |
+|---|---|---|
+| 0:3 | type | one-hot: controlled object (peg), goal/receptacle (hole), other object |
+| 3:6 | pos | object centre position (m) |
+| 6:12 | rot6d | first two columns of the object's rotation matrix (continuous, Zhou et al. 2019) |
+| 12:12+3K | keypoints | keypoint offsets to their goal positions (m); zero for objects without keypoints |
+| next 3 | linvel | linear velocity (m/s) |
+| next 3 | angvel | angular velocity (rad/s) |
+| last 2 | size | peg: radius, length; hole: opening half-width, depth (m) |
+
+Edge features: relative position of the target node w.r.t. the source node
+(3, m) and its length (1). Node 0 is always the controlled object.
+The flat observation is the node feature matrix of all real nodes, row by row.
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+import numpy as np
+from gymnasium import spaces
+
+TYPE_CONTROLLED, TYPE_RECEPTACLE, TYPE_OTHER = 0, 1, 2
+NUM_TYPES = 3
+EDGE_DIM = 4
+
+
+def node_dim(num_keypoints: int) -> int:
+    return NUM_TYPES + 3 + 6 + 3 * num_keypoints + 3 + 3 + 2
+
+
+def node_feature_names(num_keypoints: int) -> List[str]:
+    names = ["type_controlled", "type_receptacle", "type_other", "pos_x", "pos_y", "pos_z"]
+    names += [f"rot6d_{i}" for i in range(6)]
+    names += [f"keypoint{k}_{axis}" for k in range(num_keypoints) for axis in "xyz"]
+    names += ["linvel_x", "linvel_y", "linvel_z", "angvel_x", "angvel_y", "angvel_z", "size_0", "size_1"]
+    return names
+
+
+def fully_connected_edges(num_nodes: int) -> np.ndarray:
+    """(2, N(N-1)) edge index of all ordered pairs of distinct nodes."""
+    source, target = np.nonzero(~np.eye(num_nodes, dtype=bool))
+    return np.stack([source, target]).astype(np.int64)
+
+
+def graph_space(max_nodes: int, num_keypoints: int) -> spaces.Dict:
+    max_edges = max_nodes * (max_nodes - 1)
+    features = node_dim(num_keypoints)
+    return spaces.Dict({
+        "nodes": spaces.Box(-np.inf, np.inf, (max_nodes, features), np.float32),
+        "node_mask": spaces.Box(0.0, 1.0, (max_nodes,), np.float32),
+        "edge_index": spaces.Box(0, max(max_nodes - 1, 0), (2, max_edges), np.int64),
+        "edge_attr": spaces.Box(-np.inf, np.inf, (max_edges, EDGE_DIM), np.float32),
+        "edge_mask": spaces.Box(0.0, 1.0, (max_edges,), np.float32),
+    })
+
+
+def flat_space(max_nodes: int, num_keypoints: int) -> spaces.Box:
+    return spaces.Box(-np.inf, np.inf, (max_nodes * node_dim(num_keypoints),), np.float32)
+
+
+class GraphBuilder:
+    """Turns a (num_nodes, node_dim) feature matrix into the padded graph dict.
+
+    The edge index and masks depend only on the node count, so they are built
+    once and copied; the per-step work is the edge features.
+    """
+
+    def __init__(self, max_nodes: int, num_keypoints: int):
+        self.max_nodes = max_nodes
+        self.node_dim = node_dim(num_keypoints)
+        self.max_edges = max_nodes * (max_nodes - 1)
+        self._num_nodes = -1
+
+    def _prepare(self, num_nodes: int) -> None:
+        edges = fully_connected_edges(num_nodes)
+        self._num_edges = edges.shape[1]
+        self._sources, self._targets = edges[0].copy(), edges[1].copy()
+        self._edge_index = np.zeros((2, self.max_edges), np.int64)
+        self._edge_index[:, :self._num_edges] = edges
+        self._node_mask = np.zeros(self.max_nodes, np.float32)
+        self._node_mask[:num_nodes] = 1.0
+        self._edge_mask = np.zeros(self.max_edges, np.float32)
+        self._edge_mask[:self._num_edges] = 1.0
+        self._num_nodes = num_nodes
+
+    def build(self, nodes: np.ndarray) -> dict:
+        num_nodes = nodes.shape[0]
+        if num_nodes > self.max_nodes:
+            raise ValueError(f"{num_nodes} nodes exceed max_nodes={self.max_nodes}")
+        if num_nodes != self._num_nodes:
+            self._prepare(num_nodes)
+        if num_nodes == self.max_nodes:
+            padded = nodes.astype(np.float32, copy=True)
+        else:
+            padded = np.zeros((self.max_nodes, self.node_dim), np.float32)
+            padded[:num_nodes] = nodes
+        relative = nodes[self._targets, 3:6] - nodes[self._sources, 3:6]
+        edge_attr = np.zeros((self.max_edges, EDGE_DIM), np.float32)
+        edge_attr[:self._num_edges, :3] = relative
+        edge_attr[:self._num_edges, 3] = np.sqrt((relative * relative).sum(axis=1))
+        return {
+            "nodes": padded,
+            "node_mask": self._node_mask.copy(),
+            "edge_index": self._edge_index.copy(),
+            "edge_attr": edge_attr,
+            "edge_mask": self._edge_mask.copy(),
+        }

@@ -1,0 +1,290 @@
+"""Robots that hold and move the peg.
+
+Both robots expose the same interface, so tasks never know which one runs:
+
+- ``build(peg)``: create the robot and the peg it holds (``peg_body``, ``peg_link``);
+- ``reset(pos, quat)``: teleport so the peg is at the given pose, at rest;
+- ``command(pos, quat)``: target pose of the peg for the next physics steps;
+- ``peg_pose()`` / ``peg_state()``: the measured state of the peg, which is
+  the end effector we control.
+
+The peg frame sits at the peg's centre with +z along the peg axis, pointing
+away from the tip. Each robot states its default physics time step and
+substeps per action (``SimConfig`` overrides them).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import List, Sequence, Tuple
+
+import numpy as np
+import pybullet
+import pybullet_data
+
+from envs.sim import Simulator
+
+Pose = Tuple[Sequence[float], Sequence[float]]  # (xyz, quaternion xyzw)
+PEG_COLOR = [0.85, 0.45, 0.1, 1.0]
+
+
+@dataclass(frozen=True)
+class PegSpec:
+    shape: str  # "cylinder" or "box"
+    radius: float  # cylinder radius or half side of the square prism
+    length: float
+    mass: float = 0.1
+
+
+class FloatingRobot:
+    """The peg alone, pulled to its target pose by a fixed constraint (no arm).
+
+    Cheap to simulate, so it is the robot for fast experiments.
+    """
+
+    name = "floating"
+    default_time_step = 1.0 / 100.0
+    default_substeps = 4
+    max_force = 200.0  # N: the constraint can push the peg this hard into contact
+
+    def __init__(self, sim: Simulator):
+        self.sim = sim
+        self.peg_body, self.peg_link = -1, -1
+        self.constraint_id = -1
+        self._target: Pose = ((0.0, 0.0, 0.0), (0.0, 0.0, 0.0, 1.0))
+
+    def build(self, peg: PegSpec) -> None:
+        client = self.sim.client
+        if peg.shape == "cylinder":
+            collision = client.createCollisionShape(pybullet.GEOM_CYLINDER, radius=peg.radius, height=peg.length)
+            visual = client.createVisualShape(pybullet.GEOM_CYLINDER, radius=peg.radius, length=peg.length,
+                                              rgbaColor=PEG_COLOR)
+        else:
+            extents = [peg.radius, peg.radius, peg.length / 2]
+            collision = client.createCollisionShape(pybullet.GEOM_BOX, halfExtents=extents)
+            visual = client.createVisualShape(pybullet.GEOM_BOX, halfExtents=extents, rgbaColor=PEG_COLOR)
+        self.peg_body = self.sim.add_body("peg", client.createMultiBody(
+            baseMass=peg.mass, baseCollisionShapeIndex=collision, baseVisualShapeIndex=visual,
+            basePosition=[0.5, 0.0, 0.3]))
+        self.constraint_id = client.createConstraint(
+            self.peg_body, -1, -1, -1, pybullet.JOINT_FIXED, [0, 0, 0], [0, 0, 0], [0.5, 0.0, 0.3])
+
+    def reset(self, pos: Sequence[float], quat: Sequence[float]) -> None:
+        self.sim.client.resetBasePositionAndOrientation(self.peg_body, pos, quat)
+        self.sim.client.resetBaseVelocity(self.peg_body, [0, 0, 0], [0, 0, 0])
+        self.command(pos, quat)
+
+    def command(self, pos: Sequence[float], quat: Sequence[float]) -> None:
+        self._target = (tuple(pos), tuple(quat))
+        pybullet.changeConstraint(self.constraint_id, jointChildPivot=pos, jointChildFrameOrientation=quat,
+                                  maxForce=self.max_force, physicsClientId=self.sim.id)
+
+    def peg_pose(self) -> Pose:
+        return pybullet.getBasePositionAndOrientation(self.peg_body, physicsClientId=self.sim.id)
+
+    def peg_state(self):
+        """(position, quaternion, linear velocity, angular velocity) of the peg."""
+        client_id = self.sim.id
+        pos, quat = pybullet.getBasePositionAndOrientation(self.peg_body, physicsClientId=client_id)
+        linvel, angvel = pybullet.getBaseVelocity(self.peg_body, physicsClientId=client_id)
+        return pos, quat, linvel, angvel
+
+    def get_command_state(self):
+        return self._target
+
+    def set_command_state(self, state) -> None:
+        self.command(*state)
+
+
+class PandaRobot:
+    """Franka Panda from ``pybullet_data`` with the peg as a rigid link of its hand.
+
+    The peg is written into a copy of ``panda.urdf`` as a link fixed below the
+    grasp point, and the finger joints become fixed: the peg is held perfectly
+    rigidly without a contact-based grasp or an extra constraint, and the
+    multibody has only the 7 arm DoFs. Only the peg collides with the world.
+
+    The arm tracks the commanded peg pose through inverse kinematics: at reset
+    an iterated null-space solve whose forward-kinematics residual is checked
+    (an unreachable start raises), during an episode one damped-least-squares
+    step per action from the measured joints (see ``differential_ik``). Joint
+    targets are clipped to the joint limits before they reach the motors.
+    """
+
+    name = "panda"
+    default_time_step = 1.0 / 500.0
+    default_substeps = 20
+    arm_joints = list(range(7))
+    joint_forces = [87.0, 87.0, 87.0, 87.0, 12.0, 12.0, 12.0]
+    rest_pose = [0.0, 0.2, 0.0, -2.2, 0.0, 2.4, 0.785]
+    ik_damping = 0.01  # lambda of the damped least squares step
+    reset_tolerance = 2e-3  # metres: a start pose the arm cannot reach closer than this is an error
+    peg_grip_inset = 0.015  # metres of the peg's top end inside the hand
+
+    def __init__(self, sim: Simulator):
+        self.sim = sim
+        self.peg_body, self.peg_link = -1, -1
+        self._joint_targets: List[float] = list(self.rest_pose)
+        self._lower: List[float] = []
+        self._upper: List[float] = []
+        self.last_residual = 0.0
+
+    def build(self, peg: PegSpec) -> None:
+        client = self.sim.client
+        path = write_panda_with_peg_urdf(peg, min(self.peg_grip_inset, peg.length / 4))
+        self.peg_body = self.sim.add_body("panda", client.loadURDF(
+            path, useFixedBase=True,
+            flags=pybullet.URDF_ENABLE_CACHED_GRAPHICS_SHAPES | pybullet.URDF_USE_IMPLICIT_CYLINDER))
+        names = {client.getJointInfo(self.peg_body, j)[12].decode(): j for j in range(client.getNumJoints(self.peg_body))}
+        self.peg_link = names["peg"]
+        for link in range(-1, client.getNumJoints(self.peg_body)):
+            if link != self.peg_link:
+                client.setCollisionFilterGroupMask(self.peg_body, link, 0, 0)
+        infos = [client.getJointInfo(self.peg_body, j) for j in self.arm_joints]
+        self._lower = [info[8] for info in infos]
+        self._upper = [info[9] for info in infos]
+        self._num_movable = sum(client.getJointInfo(self.peg_body, j)[2] != pybullet.JOINT_FIXED
+                                for j in range(client.getNumJoints(self.peg_body)))
+        self._zeros = [0.0] * self._num_movable
+        self._damping_matrix = self.ik_damping ** 2 * np.eye(6)
+
+    def solve_ik(self, pos: Sequence[float], quat: Sequence[float], iterations: int = 100) -> List[float]:
+        """Joint angles placing the peg at (pos, quat) by pybullet's null-space IK, clipped to the joint limits.
+
+        Used at reset, where the arm may be anywhere; pybullet's damped steps
+        converge slowly (about 10% of the error per iteration), hence many.
+        """
+        solution = pybullet.calculateInverseKinematics(
+            self.peg_body, self.peg_link, pos, quat, lowerLimits=self._lower, upperLimits=self._upper,
+            jointRanges=[u - l for l, u in zip(self._lower, self._upper)], restPoses=self.rest_pose,
+            maxNumIterations=iterations, residualThreshold=1e-6, physicsClientId=self.sim.id)
+        return np.clip(solution[:7], self._lower, self._upper).tolist()
+
+    def differential_ik(self, pos: Sequence[float], quat: Sequence[float]) -> List[float]:
+        """One damped-least-squares step from the measured joints toward the target peg pose.
+
+        dq = J^T (J J^T + lambda^2 I)^-1 e   (Wampler 1986; Buss 2004, eq. 11)
+        with e the 6-D pose error of the peg. Actions move the target by about a
+        centimetre at most, so one linearisation is accurate to a fraction of a
+        millimetre, and the next action re-linearises at the new measured joints:
+        the IK iteration continues across control steps. ``last_residual`` is
+        the position error (m) this step started from.
+        """
+        client_id = self.sim.id
+        joints = [s[0] for s in pybullet.getJointStates(self.peg_body, self.arm_joints, physicsClientId=client_id)]
+        link = pybullet.getLinkState(self.peg_body, self.peg_link, computeForwardKinematics=1,
+                                     physicsClientId=client_id)
+        error = np.empty(6)
+        error[:3] = np.subtract(pos, link[4])
+        difference = pybullet.getDifferenceQuaternion(link[5], quat)
+        axis, angle = pybullet.getAxisAngleFromQuaternion(difference)
+        if angle > np.pi:
+            angle -= 2 * np.pi
+        error[3:] = np.multiply(axis, angle)
+        self.last_residual = float(np.linalg.norm(error[:3]))
+        linear, angular = pybullet.calculateJacobian(self.peg_body, self.peg_link, [0.0, 0.0, 0.0],
+                                                     joints, self._zeros, self._zeros, physicsClientId=client_id)
+        jacobian = np.array(linear + angular)
+        step = jacobian.T @ np.linalg.solve(jacobian @ jacobian.T + self._damping_matrix, error)
+        return [min(max(q + dq, lo), hi) for q, dq, lo, hi in zip(joints, step.tolist(), self._lower, self._upper)]
+
+    def reset(self, pos: Sequence[float], quat: Sequence[float]) -> None:
+        """Teleport the arm so the peg sits at (pos, quat); raise if the arm cannot reach it."""
+        client = self.sim.client
+        for joint, angle in zip(self.arm_joints, self.rest_pose):
+            client.resetJointState(self.peg_body, joint, angle)
+        for _ in range(3):  # repeated solves from the last solution converge on the exact pose
+            joints = self.solve_ik(pos, quat)
+            for joint, angle in zip(self.arm_joints, joints):
+                client.resetJointState(self.peg_body, joint, angle, 0.0)
+        reached = client.getLinkState(self.peg_body, self.peg_link, computeForwardKinematics=1)[4]
+        residual = float(np.linalg.norm(np.subtract(reached, pos)))
+        if residual > self.reset_tolerance:
+            raise ValueError(f"the Panda cannot reach the requested peg pose {list(pos)} "
+                             f"(inverse-kinematics residual {residual * 1000:.1f} mm)")
+        self._send_joint_targets(joints)
+
+    def command(self, pos: Sequence[float], quat: Sequence[float]) -> None:
+        self._send_joint_targets(self.differential_ik(pos, quat))
+
+    def _send_joint_targets(self, joints: List[float]) -> None:
+        self._joint_targets = joints
+        pybullet.setJointMotorControlArray(self.peg_body, self.arm_joints, pybullet.POSITION_CONTROL,
+                                           targetPositions=joints, forces=self.joint_forces,
+                                           physicsClientId=self.sim.id)
+
+    def peg_pose(self) -> Pose:
+        state = pybullet.getLinkState(self.peg_body, self.peg_link, computeForwardKinematics=1,
+                                      physicsClientId=self.sim.id)
+        return state[4], state[5]
+
+    def peg_state(self):
+        """(position, quaternion, linear velocity, angular velocity) of the peg, in one query."""
+        state = pybullet.getLinkState(self.peg_body, self.peg_link, computeLinkVelocity=1,
+                                      computeForwardKinematics=1, physicsClientId=self.sim.id)
+        return state[4], state[5], state[6], state[7]
+
+    def get_command_state(self):
+        return list(self._joint_targets)
+
+    def set_command_state(self, state) -> None:
+        self._send_joint_targets(list(state))
+
+
+def write_panda_with_peg_urdf(peg: PegSpec, grip_inset: float) -> str:
+    """Write (once per peg geometry) a copy of pybullet_data's panda.urdf holding ``peg``; return its path."""
+    key = f"{peg.shape}_{peg.radius:.6f}_{peg.length:.6f}_{peg.mass:.4f}_{grip_inset:.4f}"
+    folder = os.path.join(tempfile.gettempdir(), "graph_insertion_urdf")
+    path = os.path.join(folder, f"panda_peg_{key}.urdf")
+    if os.path.exists(path):
+        return path
+    data = os.path.join(pybullet_data.getDataPath(), "franka_panda")
+    with open(os.path.join(data, "panda.urdf")) as f:
+        urdf = f.read()
+    urdf = urdf.replace("package://meshes/", os.path.join(data, "meshes") + "/")
+    # Fingers become fixed, opened to the peg's width (they are only visual).
+    for name, side in (("panda_finger_joint1", 1), ("panda_finger_joint2", -1)):
+        start = urdf.index(f'<joint name="{name}"')
+        end = urdf.index("</joint>", start)
+        block = urdf[start:end]
+        block = block.replace('type="prismatic"', 'type="fixed"')
+        block = block.replace('xyz="0 0 0.0584"', f'xyz="0 {side * peg.radius:.6f} 0.0584"')
+        block = block.replace('<mimic joint="panda_finger_joint1"/>', "")
+        urdf = urdf[:start] + block + urdf[end:]
+    if peg.shape == "cylinder":
+        geometry = f'<cylinder radius="{peg.radius:.6f}" length="{peg.length:.6f}"/>'
+    else:
+        geometry = f'<box size="{2 * peg.radius:.6f} {2 * peg.radius:.6f} {peg.length:.6f}"/>'
+    inertia = peg.mass * (3 * peg.radius ** 2 + peg.length ** 2) / 12
+    peg_xml = f"""
+  <link name="peg">
+    <inertial><origin xyz="0 0 0"/><mass value="{peg.mass}"/>
+      <inertia ixx="{inertia:.8f}" ixy="0" ixz="0" iyy="{inertia:.8f}" iyz="0" izz="{inertia:.8f}"/></inertial>
+    <visual><geometry>{geometry}</geometry><material name="peg"><color rgba="{' '.join(map(str, PEG_COLOR))}"/></material></visual>
+    <collision><geometry>{geometry}</geometry></collision>
+  </link>
+  <joint name="peg_joint" type="fixed">
+    <parent link="panda_grasptarget"/>
+    <child link="peg"/>
+    <origin rpy="3.14159265359 0 0" xyz="0 0 {peg.length / 2 - grip_inset:.6f}"/>
+  </joint>
+</robot>"""
+    urdf = urdf[:urdf.rindex("</robot>")] + peg_xml
+    os.makedirs(folder, exist_ok=True)
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(temporary, "w") as f:
+        f.write(urdf)
+    os.replace(temporary, path)  # atomic: parallel workers may write the same file
+    return path
+
+
+ROBOT_CLASSES = {"floating": FloatingRobot, "panda": PandaRobot}
+
+
+def make_robot(name: str, sim: Simulator):
+    try:
+        return ROBOT_CLASSES[name](sim)
+    except KeyError:
+        raise ValueError(f"unknown robot {name!r}; choose one of {sorted(ROBOT_CLASSES)}") from None

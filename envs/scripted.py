@@ -1,0 +1,71 @@
+"""A non-learned insertion controller: move above the hole, align, descend.
+
+It proves the task is solvable, serves as a smoke test and as a baseline.
+It reads the peg pose from the environment (``get_start_state``, the same
+hole-frame form reset options use) and returns delta-pose actions, so it
+works with either robot.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pybullet
+
+
+class ScriptedInsertionPolicy:
+    """Proportional controller in the hole frame with a gate: descend only once aligned."""
+
+    def __init__(self, env, hover_height: float = 0.01, lateral_gate: float = 0.0005,
+                 tilt_gate: float = np.radians(0.5), gain: float = 0.5):
+        self.env = env.unwrapped
+        self.hover_height = hover_height
+        self.lateral_gate = lateral_gate
+        self.tilt_gate = tilt_gate
+        self.gain = gain
+
+    def __call__(self, observation=None) -> np.ndarray:
+        cfg = self.env.config
+        state = self.env.get_start_state()["peg_pose"]
+        tip, rpy = np.asarray(state[:3]), state[3:]
+        rotation = np.array(pybullet.getMatrixFromQuaternion(pybullet.getQuaternionFromEuler(rpy))).reshape(3, 3)
+        rotvec = _rotvec(rotation)
+        if cfg.peg_shape == "box":  # a square peg fits every quarter turn: aim for the nearest one
+            rotvec[2] = (rotvec[2] + np.pi / 4) % (np.pi / 2) - np.pi / 4
+        lateral = np.hypot(tip[0], tip[1])
+        aligned = lateral < self.lateral_gate and np.linalg.norm(rotvec) < self.tilt_gate
+        inside = tip[2] < 0.0
+        if aligned or inside:
+            target = np.array([0.0, 0.0, -cfg.hole_depth - 0.005])  # press slightly past the floor
+        else:
+            target = np.array([0.0, 0.0, max(self.hover_height, tip[2])])
+        translation = self.gain * (target - tip) / cfg.max_translation
+        if inside and not aligned:  # inside the hole: centre first, push down gently
+            translation[2] = min(translation[2], 0.0) * 0.3
+        rotation_action = -self.gain * rotvec / cfg.max_rotation
+        action = np.concatenate([translation, rotation_action])
+        return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+
+def _rotvec(matrix: np.ndarray) -> np.ndarray:
+    """Axis-angle vector of a rotation matrix (angle below pi)."""
+    cos_angle = np.clip((np.trace(matrix) - 1.0) / 2.0, -1.0, 1.0)
+    angle = np.arccos(cos_angle)
+    if angle < 1e-9:
+        return np.zeros(3)
+    axis = np.array([matrix[2, 1] - matrix[1, 2], matrix[0, 2] - matrix[2, 0], matrix[1, 0] - matrix[0, 1]])
+    return axis / (2.0 * np.sin(angle)) * angle
+
+
+def run_episode(env, policy, seed=None, options=None, render=False):
+    """Roll out one episode; return (success, steps, total reward, frames)."""
+    observation, info = env.reset(seed=seed, options=options)
+    frames = [env.render()] if render else []
+    total, steps = 0.0, 0
+    while True:
+        observation, reward, terminated, truncated, info = env.step(policy(observation))
+        total += reward
+        steps += 1
+        if render:
+            frames.append(env.render())
+        if terminated or truncated:
+            return bool(info.get("is_success", False)), steps, total, frames

@@ -1,0 +1,132 @@
+"""Simulator layer: one PyBullet client per environment instance.
+
+Everything that talks to the physics engine about the *world* (time step,
+solver, bodies, state snapshots, cameras) lives here; robots and tasks only
+ask this object for a client and for bodies by name. Using a ``BulletClient``
+instead of pybullet's module-global state lets many environments live in one
+process (and in vector-env subprocesses) without stepping on each other.
+"""
+
+from __future__ import annotations
+
+import pkgutil
+from dataclasses import dataclass
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+import pybullet
+import pybullet_data
+from pybullet_utils.bullet_client import BulletClient
+
+from envs.config import SimConfig
+
+
+@dataclass
+class Camera:
+    """A look-at camera: target point, distance, yaw/pitch in degrees."""
+
+    target: Sequence[float] = (0.5, 0.0, 0.05)
+    distance: float = 0.45
+    yaw: float = 50.0
+    pitch: float = -30.0
+    fov: float = 50.0
+
+
+class Simulator:
+    """Owns one physics client, the named bodies in it and its state snapshots."""
+
+    def __init__(self, config: SimConfig, time_step: float, substeps: int, gui: bool = False):
+        self.config = config
+        self.time_step = time_step
+        self.substeps = substeps
+        self.client = BulletClient(connection_mode=pybullet.GUI if gui else pybullet.DIRECT)
+        self.client.setAdditionalSearchPath(pybullet_data.getDataPath())
+        self.client.setPhysicsEngineParameter(
+            fixedTimeStep=time_step,
+            numSolverIterations=config.solver_iterations,
+            numSubSteps=0,
+            deterministicOverlappingPairs=1,
+        )
+        self.client.setGravity(0.0, 0.0, -9.81)
+        self.id = self.client._client  # physics client id, for hot paths that call pybullet directly
+        self._bodies: Dict[str, int] = {}
+        self._egl_plugin: Optional[int] = None
+        if config.renderer == "egl":
+            self._load_egl()
+
+    # ------------------------------------------------------------------ bodies
+    def add_body(self, name: str, body_id: int) -> int:
+        if name in self._bodies:
+            raise ValueError(f"a body named {name!r} already exists")
+        self._bodies[name] = body_id
+        return body_id
+
+    def remove_body(self, name: str) -> None:
+        self.client.removeBody(self._bodies.pop(name))
+
+    def body(self, name: str) -> int:
+        try:
+            return self._bodies[name]
+        except KeyError:
+            raise KeyError(f"no body named {name!r}; bodies are {sorted(self._bodies)}") from None
+
+    def has_body(self, name: str) -> bool:
+        return name in self._bodies
+
+    def set_contact_properties(self, body_id: int, link: int = -1, lateral_friction: Optional[float] = None) -> None:
+        """Apply the configured collision margin and contact stiffness/damping to one body link."""
+        kwargs = {"collisionMargin": self.config.collision_margin}
+        if self.config.contact_stiffness is not None:
+            kwargs["contactStiffness"] = self.config.contact_stiffness
+            kwargs["contactDamping"] = self.config.contact_damping
+        if lateral_friction is not None:
+            kwargs["lateralFriction"] = lateral_friction
+        self.client.changeDynamics(body_id, link, **kwargs)
+
+    # ------------------------------------------------------------------ stepping
+    def step(self) -> None:
+        """Advance the physics by one action period (``substeps`` engine steps)."""
+        step, client_id = pybullet.stepSimulation, self.id
+        for _ in range(self.substeps):
+            step(physicsClientId=client_id)
+
+    # ------------------------------------------------------------------ state
+    def save_state(self) -> int:
+        """Snapshot of all bodies' poses, velocities and contacts (in memory)."""
+        return self.client.saveState()
+
+    def restore_state(self, state_id: int) -> None:
+        self.client.restoreState(stateId=state_id)
+
+    def remove_state(self, state_id: int) -> None:
+        self.client.removeState(state_id)
+
+    # ------------------------------------------------------------------ rendering
+    def render(self, camera: Camera) -> np.ndarray:
+        """RGB image (H, W, 3) uint8 from a virtual camera; works headless."""
+        width, height = self.config.image_width, self.config.image_height
+        view = self.client.computeViewMatrixFromYawPitchRoll(
+            cameraTargetPosition=list(camera.target), distance=camera.distance,
+            yaw=camera.yaw, pitch=camera.pitch, roll=0.0, upAxisIndex=2)
+        proj = self.client.computeProjectionMatrixFOV(fov=camera.fov, aspect=width / height, nearVal=0.01, farVal=5.0)
+        renderer = pybullet.ER_BULLET_HARDWARE_OPENGL if self._egl_plugin is not None else pybullet.ER_TINY_RENDERER
+        _, _, rgba, _, _ = self.client.getCameraImage(width, height, view, proj, renderer=renderer)
+        return np.asarray(rgba, dtype=np.uint8).reshape(height, width, 4)[:, :, :3].copy()
+
+    def _load_egl(self) -> None:
+        egl = pkgutil.get_loader("eglRenderer")
+        if egl is None:
+            raise RuntimeError("sim.renderer='egl' but pybullet's eglRenderer plugin is not installed; "
+                               "use sim.renderer='tiny'")
+        plugin = self.client.loadPlugin(egl.get_filename(), "_eglRendererPlugin")
+        if plugin < 0:
+            raise RuntimeError("sim.renderer='egl' but the EGL plugin failed to load on this machine "
+                               "(no EGL device?); use sim.renderer='tiny'")
+        self._egl_plugin = plugin
+
+    def close(self) -> None:
+        if self.client is not None:
+            if self._egl_plugin is not None:
+                self.client.unloadPlugin(self._egl_plugin)
+            self.client.disconnect()
+            self.client = None

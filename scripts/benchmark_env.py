@@ -1,0 +1,125 @@
+"""Environment throughput benchmark (single process, one environment).
+
+For each robot and observation mode it prints environment steps per second
+(through ``gymnasium.make``, wrappers included, random actions, resets
+included), the share of a step spent outside ``stepSimulation``, and the raw
+physics rate of the same scene (``stepSimulation`` alone, expressed both per
+physics step and per action-equivalent). If panda-gym is installed it also
+measures ``PandaPush-v3`` as the reference. The last line is a JSON summary.
+
+    python scripts/benchmark_env.py [--steps 5000] [--no-panda-gym]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import gymnasium as gym
+import numpy as np
+
+import envs
+
+
+def timed_physics(env) -> list:
+    """Wrap the simulator's per-action step so the time spent in physics is accumulated."""
+    sim = env.unwrapped.sim
+    spent = [0.0]
+    step = sim.step
+
+    def timed_step():
+        start = time.perf_counter()
+        step()
+        spent[0] += time.perf_counter() - start
+
+    sim.step = timed_step
+    return spent
+
+
+def measure_env(robot: str, obs_mode: str, steps: int, seed: int = 0) -> dict:
+    env = gym.make(envs.PEG_INSERTION_ID, robot=robot, obs_mode=obs_mode)
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
+    actions = [env.action_space.sample() for _ in range(steps)]
+    physics = timed_physics(env)
+    start = time.perf_counter()
+    for action in actions:
+        _, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            env.reset()
+    elapsed = time.perf_counter() - start
+    sim = env.unwrapped.sim
+    env.close()
+    return {
+        "robot": robot, "obs_mode": obs_mode, "env_steps_per_s": steps / elapsed,
+        "outside_physics_fraction": 1.0 - physics[0] / elapsed, "substeps": sim.substeps,
+        "time_step": sim.time_step,
+    }
+
+
+def measure_raw_physics(robot: str, steps: int) -> dict:
+    """stepSimulation alone on the same scene (peg held above the hole, arm still)."""
+    env = gym.make(envs.PEG_INSERTION_ID, robot=robot, obs_mode="flat")
+    env.reset(seed=0)
+    sim = env.unwrapped.sim
+    count = steps * sim.substeps
+    start = time.perf_counter()
+    for _ in range(count):
+        sim.client.stepSimulation()
+    elapsed = time.perf_counter() - start
+    env.close()
+    return {"robot": robot, "physics_steps_per_s": count / elapsed,
+            "action_equivalent_per_s": count / elapsed / sim.substeps}
+
+
+def measure_panda_gym(steps: int):
+    try:
+        import panda_gym  # noqa: F401
+    except ImportError:
+        return None
+    env = gym.make("PandaPush-v3")
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    start = time.perf_counter()
+    for _ in range(steps):
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            env.reset()
+    elapsed = time.perf_counter() - start
+    env.close()
+    return steps / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=5000, help="environment steps per measurement")
+    parser.add_argument("--no-panda-gym", action="store_true", help="skip the panda-gym reference")
+    args = parser.parse_args()
+
+    results = [measure_env(robot, mode, args.steps) for robot in ("panda", "floating") for mode in ("graph", "flat")]
+    raw = {robot: measure_raw_physics(robot, args.steps) for robot in ("panda", "floating")}
+    reference = None if args.no_panda_gym else measure_panda_gym(args.steps)
+
+    print(f"{'robot':9s} {'obs':6s} {'substeps':>8s} {'env steps/s':>12s} {'outside physics':>16s} "
+          f"{'raw physics steps/s':>20s} {'raw / substeps':>15s}")
+    for r in results:
+        p = raw[r["robot"]]
+        print(f"{r['robot']:9s} {r['obs_mode']:6s} {r['substeps']:8d} {r['env_steps_per_s']:12.0f} "
+              f"{r['outside_physics_fraction']:15.1%} {p['physics_steps_per_s']:20.0f} "
+              f"{p['action_equivalent_per_s']:15.0f}")
+    summary = {f"{r['robot']}_{r['obs_mode']}_steps_per_s": round(r["env_steps_per_s"], 1) for r in results}
+    summary.update({f"{r['robot']}_{r['obs_mode']}_outside_physics": round(r["outside_physics_fraction"], 3)
+                    for r in results})
+    summary.update({f"{robot}_raw_physics_steps_per_s": round(p["physics_steps_per_s"], 1)
+                    for robot, p in raw.items()})
+    if reference is not None:
+        print(f"panda-gym PandaPush-v3 (20 substeps): {reference:.0f} steps/s")
+        summary["panda_gym_push_steps_per_s"] = round(reference, 1)
+        panda_best = min(summary["panda_graph_steps_per_s"], summary["panda_flat_steps_per_s"])
+        summary["panda_vs_panda_gym"] = round(panda_best / reference, 2)
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
