@@ -31,6 +31,9 @@ from gymnasium import spaces
 TYPE_CONTROLLED, TYPE_RECEPTACLE, TYPE_OTHER = 0, 1, 2
 NUM_TYPES = 3
 EDGE_DIM = 4
+# Finite bounds (Gymnasium's checker rejects infinite ones). Features are metres, radians and
+# their rates, far inside this; the environment clips to it so observations always lie in the space.
+FEATURE_BOUND = 100.0
 
 
 def node_dim(num_keypoints: int) -> int:
@@ -55,16 +58,16 @@ def graph_space(max_nodes: int, num_keypoints: int) -> spaces.Dict:
     max_edges = max_nodes * (max_nodes - 1)
     features = node_dim(num_keypoints)
     return spaces.Dict({
-        "nodes": spaces.Box(-np.inf, np.inf, (max_nodes, features), np.float32),
+        "nodes": spaces.Box(-FEATURE_BOUND, FEATURE_BOUND, (max_nodes, features), np.float32),
         "node_mask": spaces.Box(0.0, 1.0, (max_nodes,), np.float32),
         "edge_index": spaces.Box(0, max(max_nodes - 1, 0), (2, max_edges), np.int64),
-        "edge_attr": spaces.Box(-np.inf, np.inf, (max_edges, EDGE_DIM), np.float32),
+        "edge_attr": spaces.Box(-FEATURE_BOUND, FEATURE_BOUND, (max_edges, EDGE_DIM), np.float32),
         "edge_mask": spaces.Box(0.0, 1.0, (max_edges,), np.float32),
     })
 
 
 def flat_space(max_nodes: int, num_keypoints: int) -> spaces.Box:
-    return spaces.Box(-np.inf, np.inf, (max_nodes * node_dim(num_keypoints),), np.float32)
+    return spaces.Box(-FEATURE_BOUND, FEATURE_BOUND, (max_nodes * node_dim(num_keypoints),), np.float32)
 
 
 class GraphBuilder:
