@@ -1,0 +1,240 @@
+"""Proximal Policy Optimization (Schulman et al. 2017), clipped and/or KL-penalty variants.
+
+Old log-probs are recomputed at the start of each update, with the current
+parameters and the current observation normaliser. The normaliser lives in the
+model and its statistics moved during the rollout, so the log-probs stored at
+acting time belong to a slightly different function of the raw observations;
+recomputing makes the first ratio exactly 1, and the clip range, the KL early
+stop and the KL penalty all measure the change made by *this* update.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
+
+import torch
+from torch import nn
+
+from agents.buffer import RolloutBatch, RolloutBuffer, explained_variance
+
+
+@dataclass
+class PPOConfig:
+    learning_rate: float = 3e-4  # actor learning rate (Adam)
+    critic_learning_rate: Optional[float] = None  # None: same as learning_rate
+    num_epochs: int = 10
+    minibatch_size: Optional[int] = 64  # set exactly one of minibatch_size / num_minibatches
+    num_minibatches: Optional[int] = None
+    clip_coef: Optional[float] = 0.2  # eq. (7) clip range epsilon; None: no clipping (pure PPO-penalty)
+    clip_value_loss: bool = False
+    value_clip_coef: Optional[float] = None  # None: same as clip_coef
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    max_grad_norm: Optional[float] = 0.5  # applied to actor and critic gradients separately
+    # KL control. target_kl is the desired KL(old || new) per update; None disables
+    # the early stop, the adaptive penalty and the adaptive learning rate.
+    target_kl: Optional[float] = None
+    kl_early_stop: bool = True  # stop the whole update when a minibatch KL exceeds kl_stop_factor * target_kl
+    kl_stop_factor: float = 1.5  # 1.5 as SB3; 1.0 makes target_kl a hard limit
+    kl_penalty: bool = False  # PPO-penalty, eq. (8): adds beta * KL to the loss, beta adapted per update
+    init_beta: float = 1.0
+    kl_adaptive_lr: bool = False  # actor lr /1.5 if KL > 2 target, *1.5 if KL < target / 2
+    min_lr: float = 1e-6
+    max_lr: float = 1e-2
+    normalize_advantages: bool = True  # per minibatch
+    anneal_lr: bool = False  # linear decay to 0 with training progress
+
+
+def validate_ppo_config(config: PPOConfig) -> PPOConfig:
+    """Raise ``ValueError`` naming the first bad field."""
+    if (config.minibatch_size is None) == (config.num_minibatches is None):
+        raise ValueError("set exactly one of minibatch_size and num_minibatches")
+    for name in ("learning_rate", "num_epochs", "min_lr", "max_lr", "init_beta"):
+        if not getattr(config, name) > 0:
+            raise ValueError(f"{name} must be positive, got {getattr(config, name)!r}")
+    for name in ("minibatch_size", "num_minibatches", "clip_coef", "value_clip_coef", "critic_learning_rate",
+                 "max_grad_norm", "target_kl"):
+        value = getattr(config, name)
+        if value is not None and not value > 0:
+            raise ValueError(f"{name} must be positive or None, got {value!r}")
+    if config.min_lr > config.max_lr:
+        raise ValueError(f"min_lr ({config.min_lr}) must be <= max_lr ({config.max_lr})")
+    if (config.kl_penalty or config.kl_adaptive_lr) and config.target_kl is None:
+        raise ValueError("kl_penalty and kl_adaptive_lr need target_kl")
+    if config.clip_value_loss and config.clip_coef is None and config.value_clip_coef is None:
+        raise ValueError("clip_value_loss needs value_clip_coef (or clip_coef)")
+    return config
+
+
+def approx_kl(log_ratio: torch.Tensor) -> torch.Tensor:
+    """KL(old || new) from samples of the old policy: mean((r - 1) - log r), r = pi_new / pi_old.
+
+    Schulman's "k3" estimator (http://joschu.net/blog/kl-approx.html): unbiased and always >= 0.
+    """
+    return (torch.expm1(log_ratio) - log_ratio).mean()
+
+
+def clipped_surrogate_loss(log_ratio: torch.Tensor, advantages: torch.Tensor, clip_coef: Optional[float]
+                           ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Negated clipped surrogate, Schulman 2017 eq. (7): -mean(min(r A, clip(r, 1-e, 1+e) A)).
+
+    Returns (loss, clip_fraction = share of samples with |r - 1| > e).
+    ``clip_coef=None`` gives the plain importance-sampled surrogate -mean(r A).
+    """
+    ratio = log_ratio.exp()
+    if clip_coef is None:
+        return -(ratio * advantages).mean(), torch.zeros(())
+    clipped = ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef)
+    loss = -torch.min(ratio * advantages, clipped * advantages).mean()
+    clip_fraction = ((ratio - 1.0).abs() > clip_coef).float().mean()
+    return loss, clip_fraction
+
+
+def adapt_beta(beta: float, kl: float, target_kl: float) -> float:
+    """PPO-penalty rule (Schulman 2017, sec. 4): double beta if KL > 1.5 target, halve if KL < target / 1.5."""
+    if kl > 1.5 * target_kl:
+        return beta * 2.0
+    if kl < target_kl / 1.5:
+        return beta / 2.0
+    return beta
+
+
+def adapt_learning_rate(lr: float, kl: float, target_kl: float, min_lr: float, max_lr: float) -> float:
+    """KL-adaptive step size: lr / 1.5 if KL > 2 target, lr * 1.5 if KL < target / 2, kept in [min_lr, max_lr]."""
+    if kl > 2.0 * target_kl:
+        lr = lr / 1.5
+    elif kl < target_kl / 2.0:
+        lr = lr * 1.5
+    return min(max(lr, min_lr), max_lr)
+
+
+class PPO:
+    """PPO update for any actor-critic following docs/CONTRACTS.md, with separate actor/critic Adam."""
+
+    def __init__(self, model: nn.Module, config: Optional[PPOConfig] = None):
+        config = validate_ppo_config(config or PPOConfig())
+        self.model, self.config = model, config
+        self.critic_base_lr = config.critic_learning_rate or config.learning_rate
+        self.actor_optimizer = torch.optim.Adam(model.actor_parameters(), lr=config.learning_rate, eps=1e-5)
+        self.critic_optimizer = torch.optim.Adam(model.critic_parameters(), lr=self.critic_base_lr, eps=1e-5)
+        self.beta = config.init_beta
+        self.learning_rate = config.learning_rate  # actor lr before annealing; moved by kl_adaptive_lr
+
+    def _minibatch_size(self, batch_size: int) -> int:
+        if self.config.minibatch_size is not None:
+            return min(self.config.minibatch_size, batch_size)
+        return max(1, batch_size // self.config.num_minibatches)
+
+    def _set_learning_rates(self, progress: float) -> float:
+        scale = 1.0 - progress if self.config.anneal_lr else 1.0
+        actor_lr = self.learning_rate * scale
+        for group in self.actor_optimizer.param_groups:
+            group["lr"] = actor_lr
+        for group in self.critic_optimizer.param_groups:
+            group["lr"] = self.critic_base_lr * scale
+        return actor_lr
+
+    @torch.no_grad()
+    def _log_probs(self, buffer: RolloutBuffer, minibatch_size: int) -> torch.Tensor:
+        """log pi(a|s) of the flat batch under the current parameters, in chunks (no gradients)."""
+        batch = buffer.full_batch()
+        out = torch.empty_like(batch.log_probs)
+        for start in range(0, out.shape[0], minibatch_size):
+            part = slice(start, start + minibatch_size)
+            obs = {k: v[part] for k, v in batch.obs.items()} if isinstance(batch.obs, dict) else batch.obs[part]
+            out[part] = self.model.distribution(obs).log_prob(batch.actions[part])
+        return out
+
+    def _value_loss(self, values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor) -> torch.Tensor:
+        loss = (values - returns).square()
+        if self.config.clip_value_loss:
+            eps = self.config.value_clip_coef or self.config.clip_coef
+            clipped = old_values + (values - old_values).clamp(-eps, eps)
+            loss = torch.max(loss, (clipped - returns).square())
+        return 0.5 * loss.mean()
+
+    def _step(self, loss: torch.Tensor) -> None:
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.max_grad_norm is not None:
+            nn.utils.clip_grad_norm_(self.model.actor_parameters(), self.config.max_grad_norm)
+            nn.utils.clip_grad_norm_(self.model.critic_parameters(), self.config.max_grad_norm)
+        self.actor_optimizer.step()
+        self.critic_optimizer.step()
+
+    def _minibatch_loss(self, mb: RolloutBatch, old_log_probs: torch.Tensor
+                        ) -> Tuple[torch.Tensor, torch.Tensor, Dict[str, float]]:
+        """Total loss of one minibatch, its approx KL (k3) and the scalars to log."""
+        cfg = self.config
+        dist = self.model.distribution(mb.obs)
+        log_ratio = dist.log_prob(mb.actions) - old_log_probs[mb.indices]
+        kl = approx_kl(log_ratio)
+        advantages = mb.advantages
+        if cfg.normalize_advantages and advantages.numel() > 1:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        policy_loss, clip_fraction = clipped_surrogate_loss(log_ratio, advantages, cfg.clip_coef)
+        entropy = dist.entropy().mean()
+        value_loss = self._value_loss(self.model.value(mb.obs), mb.values, mb.returns)
+        loss = policy_loss - cfg.ent_coef * entropy + cfg.vf_coef * value_loss
+        if cfg.kl_penalty:
+            loss = loss + self.beta * kl  # PPO-penalty, Schulman 2017 eq. (8)
+        logs = {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy,
+                "clip_fraction": clip_fraction, "kl_penalty": self.beta * kl}
+        return loss, kl.detach(), {k: v.item() for k, v in logs.items()}
+
+    def _adapt(self, kl: float) -> None:
+        """Per-update adaptation of beta and the actor learning rate from the final KL."""
+        cfg = self.config
+        if cfg.kl_penalty:
+            self.beta = adapt_beta(self.beta, kl, cfg.target_kl)
+        if cfg.kl_adaptive_lr:
+            self.learning_rate = adapt_learning_rate(self.learning_rate, kl, cfg.target_kl, cfg.min_lr, cfg.max_lr)
+
+    def update(self, buffer: RolloutBuffer, progress: float = 0.0) -> Dict[str, float]:
+        """Run the PPO epochs on a finished rollout; ``progress`` in [0, 1] drives lr annealing.
+
+        The KL early stop is checked before every optimizer step, on the minibatch
+        about to be used, with the current parameters; it ends the whole update.
+        """
+        if not 0.0 <= progress <= 1.0:
+            raise ValueError(f"progress must be in [0, 1], got {progress}")
+        cfg = self.config
+        minibatch_size = self._minibatch_size(buffer.num_steps * buffer.num_envs)
+        actor_lr = self._set_learning_rates(progress)
+        stop_kl = cfg.kl_stop_factor * cfg.target_kl if cfg.target_kl is not None and cfg.kl_early_stop else None
+        old_log_probs = self._log_probs(buffer, minibatch_size)
+
+        history, num_updates, early_stopped = [], 0, False
+        for _ in range(cfg.num_epochs):
+            for mb in buffer.minibatches(minibatch_size):
+                loss, kl, logs = self._minibatch_loss(mb, old_log_probs)
+                history.append(logs)
+                early_stopped = stop_kl is not None and kl.item() > stop_kl
+                if early_stopped:
+                    break
+                self._step(loss)
+                num_updates += 1
+            if early_stopped:
+                break
+
+        # KL(old || new) over the whole rollout after the update.
+        final_kl = approx_kl(self._log_probs(buffer, minibatch_size) - old_log_probs).item()
+        self._adapt(final_kl)
+        metrics = {k: sum(h[k] for h in history) / len(history) for k in history[0]}
+        metrics.update(approx_kl=final_kl, beta=self.beta, learning_rate=actor_lr, num_updates=num_updates,
+                       early_stopped=float(early_stopped),
+                       explained_variance=explained_variance(buffer.values.flatten(), buffer.returns.flatten()))
+        return metrics
+
+    def state_dict(self) -> dict:
+        return {"actor_optimizer": self.actor_optimizer.state_dict(),
+                "critic_optimizer": self.critic_optimizer.state_dict(),
+                "beta": self.beta, "learning_rate": self.learning_rate}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
+        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        self.beta = float(state["beta"])
+        self.learning_rate = float(state["learning_rate"])

@@ -1,0 +1,157 @@
+"""Vector envs and on-policy rollout collection.
+
+Envs use gymnasium's SAME_STEP autoreset (pinned in tests/test_rollout.py):
+on the step where env i terminates or truncates, ``step`` already returns the
+*reset* observation for env i, and the true final observation is in
+``info["final_obs"][i]`` (an object array, valid where ``info["_final_obs"]``),
+with that step's own info in ``info["final_info"]`` (masked the same way).
+So every stored transition belongs to one episode, and truncated steps can be
+bootstrapped from the true final observation.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Dict, List, Optional, Union
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from agents.buffer import Obs, RolloutBuffer
+
+
+def _make_env(env_id: Union[str, Callable[..., gym.Env]], env_kwargs: Dict[str, Any],
+              max_episode_steps: Optional[int]) -> gym.Env:
+    """Build one env (runs inside the worker process for AsyncVectorEnv)."""
+    if callable(env_id):
+        env = env_id(**env_kwargs)
+        if max_episode_steps is not None:
+            env = gym.wrappers.TimeLimit(env, max_episode_steps)
+    else:
+        env = gym.make(env_id, max_episode_steps=max_episode_steps, **env_kwargs)
+    return gym.wrappers.RecordEpisodeStatistics(env)
+
+
+def make_vector_env(env_id: Union[str, Callable[..., gym.Env]], env_kwargs: Optional[Dict[str, Any]] = None,
+                    num_envs: int = 1, seed: Optional[int] = None, asynchronous: bool = True,
+                    max_episode_steps: Optional[int] = None, context: Optional[str] = None) -> gym.vector.VectorEnv:
+    """``num_envs`` copies of ``env_id`` (a registered id or an env constructor) with SAME_STEP autoreset.
+
+    Each env is wrapped in ``RecordEpisodeStatistics``. ``seed`` seeds the
+    action spaces here; the env RNGs are seeded by the first
+    ``reset(seed=seed)`` (``RolloutCollector`` does it), which gives env i
+    the seed ``seed + i``. ``context`` is the multiprocessing start method
+    for AsyncVectorEnv (None = platform default).
+    """
+    if num_envs < 1:
+        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+    env_fns = [functools.partial(_make_env, env_id, dict(env_kwargs or {}), max_episode_steps)
+               for _ in range(num_envs)]
+    mode = gym.vector.AutoresetMode.SAME_STEP
+    if asynchronous and num_envs > 1:
+        envs = gym.vector.AsyncVectorEnv(env_fns, context=context, autoreset_mode=mode)
+    else:
+        envs = gym.vector.SyncVectorEnv(env_fns, autoreset_mode=mode)
+    if seed is not None:
+        envs.action_space.seed(seed)
+    return envs
+
+
+def obs_to_tensor(obs: Union[np.ndarray, Dict[str, np.ndarray]], device: Union[str, torch.device] = "cpu") -> Obs:
+    """Batched numpy observation (array or dict of arrays) to tensors; floats become float32."""
+    def convert(x):
+        t = torch.as_tensor(np.asarray(x), device=device)
+        return t.float() if t.is_floating_point() else t
+
+    if isinstance(obs, dict):
+        return {k: convert(v) for k, v in obs.items()}
+    return convert(obs)
+
+
+def stack_obs(observations: List[Any]) -> Union[np.ndarray, Dict[str, np.ndarray]]:
+    """Stack single-env observations (arrays or dicts of arrays) into a batch."""
+    if isinstance(observations[0], dict):
+        return {k: np.stack([o[k] for o in observations]) for k in observations[0]}
+    return np.stack(observations)
+
+
+def episode_stats_from_info(info: Dict[str, Any]) -> Dict[str, list]:
+    """Returns, lengths and success flags of the episodes that ended at this vector step.
+
+    Under SAME_STEP autoreset the ending step's info sits in ``info["final_info"]``;
+    ``RecordEpisodeStatistics`` put ``episode = {"r", "l", "t"}`` there.
+    ``successes`` only lists episodes whose env reported ``is_success``.
+    """
+    stats = {"returns": [], "lengths": [], "successes": []}
+    final = info.get("final_info")
+    if not final or "episode" not in final:
+        return stats
+    ended = np.flatnonzero(final["_episode"])
+    stats["returns"] = [float(final["episode"]["r"][i]) for i in ended]
+    stats["lengths"] = [int(final["episode"]["l"][i]) for i in ended]
+    if "is_success" in final:
+        stats["successes"] = [float(final["is_success"][i]) for i in ended if final["_is_success"][i]]
+    return stats
+
+
+class RolloutCollector:
+    """Steps the vector env with the model and fills a ``RolloutBuffer``.
+
+    ``training=True`` updates the model's observation normaliser with every
+    batch of observations before acting. ``bootstrap_truncated=False`` treats
+    time-limit truncation as termination (only for ablations/tests).
+    """
+
+    def __init__(self, envs: gym.vector.VectorEnv, model: torch.nn.Module, buffer: RolloutBuffer,
+                 seed: Optional[int] = None, training: bool = True, bootstrap_truncated: bool = True):
+        if buffer.num_envs != envs.num_envs:
+            raise ValueError(f"buffer has {buffer.num_envs} envs but the vector env has {envs.num_envs}")
+        space = envs.single_action_space
+        if not isinstance(space, gym.spaces.Box):
+            raise ValueError(f"RolloutCollector supports Box action spaces, got {space}")
+        self.envs, self.model, self.buffer = envs, model, buffer
+        self.training = training
+        self.bootstrap_truncated = bootstrap_truncated
+        self.action_low, self.action_high = space.low, space.high
+        self.obs, _ = envs.reset(seed=seed)
+
+    def _final_values(self, info: Dict[str, Any], truncated: np.ndarray, terminated: np.ndarray) -> torch.Tensor:
+        """V(true final obs) for envs truncated (and not terminated) at this step, 0 elsewhere."""
+        values = torch.zeros(self.envs.num_envs)
+        envs = np.flatnonzero(truncated & ~terminated)
+        if not self.bootstrap_truncated or len(envs) == 0:
+            return values
+        final_obs = obs_to_tensor(stack_obs([info["final_obs"][i] for i in envs]), self.buffer.device)
+        with torch.no_grad():
+            values[torch.as_tensor(envs)] = self.model.value(final_obs).float().cpu()
+        return values
+
+    def collect(self, num_steps: Optional[int] = None) -> Dict[str, list]:
+        """Fill the buffer (``num_steps`` must be the buffer's size) and compute advantages.
+
+        Returns the statistics of the episodes that ended during the rollout:
+        ``{"returns": [...], "lengths": [...], "successes": [...]}``.
+        """
+        buffer = self.buffer
+        if num_steps is not None and num_steps != buffer.num_steps:
+            raise ValueError(f"num_steps={num_steps} differs from the buffer size {buffer.num_steps}")
+        buffer.reset()
+        stats = {"returns": [], "lengths": [], "successes": []}
+        for _ in range(buffer.num_steps):
+            obs = obs_to_tensor(self.obs, buffer.device)
+            if self.training:
+                self.model.update_normalizer(obs)
+            with torch.no_grad():
+                action, log_prob, value = self.model.act(obs)
+            env_action = np.clip(action.cpu().numpy(), self.action_low, self.action_high)
+            self.obs, reward, terminated, truncated, info = self.envs.step(env_action)
+            bootstrap = self._final_values(info, truncated, terminated)
+            buffer.add(obs, action, log_prob, value, torch.as_tensor(reward), torch.as_tensor(terminated),
+                       torch.as_tensor(truncated), bootstrap)
+            for key, values in episode_stats_from_info(info).items():
+                stats[key].extend(values)
+        with torch.no_grad():
+            last_values = self.model.value(obs_to_tensor(self.obs, buffer.device))
+        buffer.finish(last_values)
+        return stats

@@ -1,0 +1,98 @@
+"""PPO: hand-checked loss terms, KL early stop, adaptive beta and learning rate."""
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from agents.buffer import RolloutBuffer
+from agents.mlp import MLPActorCritic
+from agents.ppo import PPO, PPOConfig, adapt_beta, adapt_learning_rate, approx_kl, clipped_surrogate_loss
+
+torch.set_num_threads(1)
+
+
+def setup(seed=0, T=16, N=4):
+    torch.manual_seed(seed)
+    box = lambda n: gym.spaces.Box(-1.0, 1.0, (n,), np.float32)  # noqa: E731
+    model = MLPActorCritic(box(4), box(2), hidden_sizes=(16, 16))
+    g = torch.Generator().manual_seed(seed)
+    buffer = RolloutBuffer(T, N)
+    for _ in range(T):
+        obs = torch.randn(N, 4, generator=g)
+        model.update_normalizer(obs)
+        action, log_prob, value = model.act(obs)
+        buffer.add(obs, action, log_prob, value, torch.randn(N, generator=g), torch.zeros(N), torch.zeros(N),
+                   torch.zeros(N))
+    buffer.finish(torch.zeros(N))
+    return model, buffer
+
+
+def test_clip_fraction_and_approx_kl_on_hand_example():
+    ratio = torch.tensor([1.0, 1.5, 0.5, 1.1])
+    advantages = torch.tensor([1.0, 1.0, -1.0, -2.0])
+    loss, clip_fraction = clipped_surrogate_loss(ratio.log(), advantages, clip_coef=0.2)
+    # r A = [1, 1.5, -0.5, -2.2]; clip(r) A = [1, 1.2, -0.8, -2.2]; min = [1, 1.2, -0.8, -2.2]
+    assert loss.item() == pytest.approx(-(1 + 1.2 - 0.8 - 2.2) / 4)
+    assert clip_fraction.item() == pytest.approx(0.5)  # |r - 1| > 0.2 for 1.5 and 0.5
+    expected_kl = sum((r - 1) - math.log(r) for r in (1.0, 1.5, 0.5, 1.1)) / 4
+    assert approx_kl(ratio.log()).item() == pytest.approx(expected_kl, rel=1e-5)
+    loss, clip_fraction = clipped_surrogate_loss(ratio.log(), advantages, clip_coef=None)
+    assert loss.item() == pytest.approx(-(1 + 1.5 - 0.5 - 2.2) / 4) and clip_fraction.item() == 0.0
+
+
+def test_kl_early_stop_triggers_with_tiny_target_and_large_lr():
+    model, buffer = setup()
+    ppo = PPO(model, PPOConfig(learning_rate=0.1, num_epochs=10, minibatch_size=16, target_kl=1e-6))
+    metrics = ppo.update(buffer, progress=0.0)
+    # The first minibatch starts at KL = 0 (old log-probs recomputed), so exactly one step is taken.
+    assert metrics["early_stopped"] == 1.0 and metrics["num_updates"] == 1
+    assert metrics["approx_kl"] > 1.5e-6
+
+    model, buffer = setup()
+    metrics = PPO(model, PPOConfig(num_epochs=2, minibatch_size=16)).update(buffer)
+    assert metrics["early_stopped"] == 0.0 and metrics["num_updates"] == 2 * 64 // 16
+
+
+def test_adaptive_beta_and_learning_rate_rules():
+    assert adapt_beta(1.0, kl=0.02, target_kl=0.01) == 2.0
+    assert adapt_beta(1.0, kl=0.005, target_kl=0.01) == 0.5
+    assert adapt_beta(1.0, kl=0.012, target_kl=0.01) == 1.0
+    assert adapt_learning_rate(1e-3, kl=0.03, target_kl=0.01, min_lr=1e-6, max_lr=1e-2) == pytest.approx(1e-3 / 1.5)
+    assert adapt_learning_rate(1e-3, kl=0.001, target_kl=0.01, min_lr=1e-6, max_lr=1e-2) == pytest.approx(1.5e-3)
+    assert adapt_learning_rate(9e-3, kl=0.001, target_kl=0.01, min_lr=1e-6, max_lr=1e-2) == 1e-2
+
+
+def test_adaptive_beta_moves_in_the_right_direction_during_updates():
+    model, buffer = setup()
+    big_steps = PPO(model, PPOConfig(learning_rate=0.05, num_epochs=4, minibatch_size=16, target_kl=1e-5,
+                                     kl_early_stop=False, kl_penalty=True, init_beta=1.0))
+    metrics = big_steps.update(buffer)
+    assert metrics["approx_kl"] > 1.5e-5 and big_steps.beta == 2.0
+
+    model, buffer = setup()
+    tiny_steps = PPO(model, PPOConfig(learning_rate=1e-6, num_epochs=1, minibatch_size=64, target_kl=0.01,
+                                      kl_penalty=True, kl_adaptive_lr=True, init_beta=1.0))
+    metrics = tiny_steps.update(buffer)
+    assert metrics["approx_kl"] < 0.01 / 2 and tiny_steps.beta == 0.5
+    assert tiny_steps.learning_rate == pytest.approx(1.5e-6) and metrics["learning_rate"] == pytest.approx(1e-6)
+
+
+def test_lr_annealing_state_dict_and_config_validation():
+    model, buffer = setup()
+    ppo = PPO(model, PPOConfig(learning_rate=1e-3, anneal_lr=True, num_epochs=1, num_minibatches=4,
+                               minibatch_size=None, kl_penalty=True, target_kl=0.01))
+    metrics = ppo.update(buffer, progress=0.75)
+    assert metrics["learning_rate"] == pytest.approx(2.5e-4) and metrics["num_updates"] == 4
+    other = PPO(model, PPOConfig(learning_rate=1e-3, kl_penalty=True, target_kl=0.01))
+    other.load_state_dict(ppo.state_dict())
+    assert other.beta == ppo.beta and other.learning_rate == ppo.learning_rate
+    assert other.actor_optimizer.state_dict()["state"].keys() == ppo.actor_optimizer.state_dict()["state"].keys()
+    with pytest.raises(ValueError, match="exactly one"):
+        PPO(model, PPOConfig(minibatch_size=64, num_minibatches=4))
+    with pytest.raises(ValueError, match="target_kl"):
+        PPO(model, PPOConfig(kl_penalty=True))
+    with pytest.raises(ValueError, match="progress"):
+        ppo.update(buffer, progress=1.5)
