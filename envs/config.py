@@ -44,6 +44,10 @@ class RewardConfig:
     # multiscale kernel: sum_i 1 / (exp(a_i x) + b_i + exp(-a_i x)), x in metres
     kernel_params: List[List[float]] = field(default_factory=lambda: [[10.0, 0.0], [100.0, 0.0], [1000.0, 0.0]])
     linear_scale: float = 10.0  # linear kernel: -linear_scale * x
+    # Subtract the kernel's value at zero distance, so every step costs (reward <= 0) until success
+    # ends the episode. With a positive kernel and termination on success, lingering near the goal
+    # would earn more than finishing (kernel / (1 - gamma) > success_bonus).
+    relative_to_goal: bool = True
     success_bonus: float = 10.0
     action_penalty: float = 0.0  # times squared norm of the (masked) action
     contact_force_penalty: float = 0.0  # times total normal contact force on the peg, in N
@@ -98,7 +102,9 @@ class PegInsertionConfig:
     success_lateral_tolerance: float = 0.003
     success_depth_tolerance: float = 0.005
     terminate_on_success: bool = True
-    terminate_out_of_workspace: bool = True
+    # Off by default: with rewards <= 0 (reward.relative_to_goal), ending the episode by leaving
+    # the workspace would be a way to stop paying, which policies learn quickly.
+    terminate_out_of_workspace: bool = False
     workspace_radius: float = 0.25  # metres from the hole top; leaving it ends the episode (if enabled)
 
     reward: RewardConfig = field(default_factory=RewardConfig)

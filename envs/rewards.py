@@ -38,13 +38,17 @@ def linear_kernel(x: float, scale: float) -> float:
     return -scale * x
 
 
+def keypoint_kernel(config: RewardConfig, distance: float) -> float:
+    if config.kernel == "multiscale":
+        value = multiscale_kernel(distance, config.kernel_params)
+        return value - multiscale_kernel(0.0, config.kernel_params) if config.relative_to_goal else value
+    return linear_kernel(distance, config.linear_scale)  # already zero at the goal
+
+
 def reward_terms(config: RewardConfig, distance: float, success: bool, action: np.ndarray,
                  contact_force: float) -> Dict[str, float]:
     """Every reward term separately; the reward is their sum."""
-    if config.kernel == "multiscale":
-        shaped = multiscale_kernel(distance, config.kernel_params)
-    else:
-        shaped = linear_kernel(distance, config.linear_scale)
+    shaped = keypoint_kernel(config, distance)
     return {
         "keypoint": shaped,
         "success_bonus": config.success_bonus if success else 0.0,

@@ -133,7 +133,8 @@ def test_observation_is_invariant_to_hole_pose():
 def test_keypoint_distance_and_reward_terms_match_hand_computation():
     depth, offset_x, height = 0.04, 0.01, 0.02
     params = [[10.0, 0.0], [100.0, 1.0]]
-    env = make(robot="floating", hole_depth=depth, reward={"kernel_params": params, "action_penalty": 0.5})
+    env = make(robot="floating", hole_depth=depth,
+               reward={"kernel_params": params, "action_penalty": 0.5, "relative_to_goal": False})
     _, info = env.reset(seed=0, options={"peg_pose": [offset_x, 0, height, 0, 0, 0]})
     # An upright peg shifted by (dx, 0, dz) moves every keypoint by the same vector.
     expected = math.hypot(offset_x, height + depth)
@@ -156,6 +157,17 @@ def test_multiscale_kernel_values():
     assert multiscale_kernel(0.0, [[10.0, 0.0], [100.0, 2.0]]) == pytest.approx(0.5 + 0.25)
     assert multiscale_kernel(0.1, [[10.0, 0.0]]) == pytest.approx(1 / (math.e + 1 / math.e))
     assert multiscale_kernel(10.0, [[1000.0, 0.0]]) == pytest.approx(0.0)  # no overflow far away
+
+
+def test_relative_kernel_is_zero_at_goal_and_negative_elsewhere():
+    params = [[10.0, 0.0], [100.0, 1.0]]
+    env = make(robot="floating", reward={"kernel_params": params})
+    env.reset(seed=0, options={"peg_pose": [0.0, 0.0, 0.02, 0, 0, 0]})
+    _, _, _, _, info = env.step(np.zeros(6, np.float32))
+    x = info["keypoint_distance"]
+    hand = 1 / (math.exp(10 * x) + math.exp(-10 * x)) + 1 / (math.exp(100 * x) + 1 + math.exp(-100 * x)) - (0.5 + 1 / 3)
+    assert info["reward_terms"]["keypoint"] == pytest.approx(hand, rel=1e-9)
+    assert hand < 0
 
 
 def test_linear_kernel_and_success_bonus_at_goal():
