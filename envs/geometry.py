@@ -39,6 +39,18 @@ def quat_from_rotvec(x: float, y: float, z: float) -> Quat:
     return (x * s, y * s, z * s, math.cos(angle / 2))
 
 
+def rotation_vector(q: Sequence[float]) -> Tuple[float, float, float]:
+    """Axis-angle vector of a unit quaternion, angle in [0, pi] (the shorter way round)."""
+    x, y, z, w = q
+    if w < 0:
+        x, y, z, w = -x, -y, -z, -w
+    sin_half = math.sqrt(x * x + y * y + z * z)
+    if sin_half < 1e-12:
+        return (2.0 * x, 2.0 * y, 2.0 * z)
+    scale = 2.0 * math.atan2(sin_half, w) / sin_half
+    return (x * scale, y * scale, z * scale)
+
+
 def quat_angle(a: Sequence[float], b: Sequence[float]) -> float:
     """Angle (radians) of the rotation between two unit quaternions."""
     dot = abs(a[0] * b[0] + a[1] * b[1] + a[2] * b[2] + a[3] * b[3])

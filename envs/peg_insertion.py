@@ -241,9 +241,9 @@ class PegInsertionEnv(gym.Env):
             raise ValueError(f"action must be 6 numbers, got {action!r}") from None
         if action.shape != (6,):
             raise ValueError(f"action must have shape (6,), got shape {action.shape}")
-        if not np.all(np.isfinite(action)):
+        if not np.isfinite(action).all():
             raise ValueError(f"action contains NaN or Inf: {action.tolist()}")
-        return np.clip(action, -1.0, 1.0)
+        return action.clip(-1.0, 1.0)
 
     def _apply_action(self, action: np.ndarray) -> None:
         """Move the commanded pose by the (masked, scaled) delta, expressed in the hole frame.

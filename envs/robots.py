@@ -15,6 +15,7 @@ substeps per action (``SimConfig`` overrides them).
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import numpy as np
 import pybullet
 import pybullet_data
 
+from envs.geometry import quat_conjugate, quat_multiply, rotation_vector
 from envs.sim import Simulator
 
 Pose = Tuple[Sequence[float], Sequence[float]]  # (xyz, quaternion xyzw)
@@ -151,6 +153,7 @@ class PandaRobot:
                                 for j in range(client.getNumJoints(self.peg_body)))
         self._zeros = [0.0] * self._num_movable
         self._damping_matrix = self.ik_damping ** 2 * np.eye(6)
+        self._origin = [0.0, 0.0, 0.0]
 
     def solve_ik(self, pos: Sequence[float], quat: Sequence[float], iterations: int = 100) -> List[float]:
         """Joint angles placing the peg at (pos, quat) by pybullet's null-space IK, clipped to the joint limits.
@@ -178,17 +181,12 @@ class PandaRobot:
         joints = [s[0] for s in pybullet.getJointStates(self.peg_body, self.arm_joints, physicsClientId=client_id)]
         link = pybullet.getLinkState(self.peg_body, self.peg_link, computeForwardKinematics=1,
                                      physicsClientId=client_id)
-        error = np.empty(6)
-        error[:3] = np.subtract(pos, link[4])
-        difference = pybullet.getDifferenceQuaternion(link[5], quat)
-        axis, angle = pybullet.getAxisAngleFromQuaternion(difference)
-        if angle > np.pi:
-            angle -= 2 * np.pi
-        error[3:] = np.multiply(axis, angle)
-        self.last_residual = float(np.linalg.norm(error[:3]))
-        linear, angular = pybullet.calculateJacobian(self.peg_body, self.peg_link, [0.0, 0.0, 0.0],
+        (x, y, z), current = link[4], link[5]
+        error = [pos[0] - x, pos[1] - y, pos[2] - z, *rotation_vector(quat_multiply(quat, quat_conjugate(current)))]
+        self.last_residual = math.sqrt(error[0] ** 2 + error[1] ** 2 + error[2] ** 2)
+        linear, angular = pybullet.calculateJacobian(self.peg_body, self.peg_link, self._origin,
                                                      joints, self._zeros, self._zeros, physicsClientId=client_id)
-        jacobian = np.array(linear + angular)
+        jacobian = np.array((*linear, *angular))
         step = jacobian.T @ np.linalg.solve(jacobian @ jacobian.T + self._damping_matrix, error)
         return [min(max(q + dq, lo), hi) for q, dq, lo, hi in zip(joints, step.tolist(), self._lower, self._upper)]
 
