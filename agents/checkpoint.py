@@ -1,0 +1,182 @@
+"""Training checkpoints: everything needed to continue a run exactly or to evaluate it.
+
+A checkpoint is one ``torch.save`` file holding plain data only (tensors,
+numbers, strings, lists, dicts), so it loads with ``weights_only=True`` and
+never executes pickled code:
+
+- ``model``: the actor-critic ``state_dict`` (includes the observation normaliser buffers)
+- ``algorithm``: the PPO/TRPO ``state_dict`` (optimizers, lr schedule, KL penalty ...)
+- ``rng``: python, numpy and torch generator states
+- ``global_step``, ``updates``, ``best_metric``, ``run_id`` (the logger's wandb id)
+- ``config``: the resolved run config (a plain dict) and ``spaces``: structural
+  signatures of the observation/action spaces, checked on load
+- ``trainer``: small extra trainer state (e.g. recent episode statistics)
+- ``format_version``
+
+Writes are atomic: a temporary file in the same directory is fsynced and then
+``os.replace``d over the target, so a crash mid-write leaves the previous
+checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+FORMAT_VERSION = 1
+LATEST = "latest.pt"
+BEST = "best.pt"
+REQUIRED_KEYS = ("format_version", "model", "algorithm", "rng", "global_step", "updates",
+                 "best_metric", "run_id", "config", "spaces", "trainer")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable or does not fit the model/env it is loaded into."""
+
+
+# ---------------------------------------------------------------- RNG state
+
+
+def capture_rng() -> Dict[str, Any]:
+    """Python, numpy (legacy global) and torch CPU generator states as plain data."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": {"name": name, "keys": keys.tolist(), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
+
+
+def restore_rng(state: Mapping[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state((n["name"], np.asarray(n["keys"], dtype=np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+
+
+# ------------------------------------------------------- space signatures
+
+
+def space_signature(space: gym.Space) -> Dict[str, Any]:
+    """Type, shape and dtype of a space (recursively for Dict), ignoring bounds.
+
+    Bounds may legitimately change between training and evaluation (e.g. a
+    different clearance); shapes and dtypes may not, the model depends on them.
+    """
+    if isinstance(space, gym.spaces.Dict):
+        return {"type": "Dict", "spaces": {k: space_signature(s) for k, s in space.spaces.items()}}
+    return {"type": type(space).__name__, "shape": list(space.shape or ()), "dtype": str(space.dtype)}
+
+
+def check_spaces(checkpoint: Mapping, observation_space: gym.Space, action_space: gym.Space,
+                 path: Path | str = "<checkpoint>") -> None:
+    """Raise ``CheckpointError`` if the env's spaces differ from the ones the checkpoint was trained on."""
+    for name, space in (("observation", observation_space), ("action", action_space)):
+        saved, current = checkpoint["spaces"][name], space_signature(space)
+        if saved != current:
+            raise CheckpointError(f"checkpoint {path} is incompatible with this env: its {name} space was "
+                                  f"{saved} but the env now has {current}")
+
+
+# ------------------------------------------------------------- save/load
+
+
+def save_checkpoint(path: Path | str, *, model: torch.nn.Module, algorithm, global_step: int, updates: int,
+                    best_metric: Optional[float], run_id: Optional[str], config: Mapping,
+                    observation_space: gym.Space, action_space: gym.Space,
+                    trainer: Optional[Mapping] = None) -> Path:
+    """Atomically write a checkpoint to ``path`` (parent directories are created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "model": model.state_dict(),
+        "algorithm": algorithm.state_dict(),
+        "rng": capture_rng(),
+        "global_step": int(global_step),
+        "updates": int(updates),
+        "best_metric": None if best_metric is None else float(best_metric),
+        "run_id": run_id,
+        "config": dict(config),
+        "spaces": {"observation": space_signature(observation_space), "action": space_signature(action_space)},
+        "trainer": dict(trainer or {}),
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_checkpoint(path: Path | str) -> Dict[str, Any]:
+    """Read and sanity-check a checkpoint file; errors name the path and the problem."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint path is not a file: {path}")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"checkpoint {path} is not a torch checkpoint file (corrupt, truncated, or "
+                              f"another kind of file)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"checkpoint {path} could not be read (corrupt, or not a checkpoint of this "
+                              f"project): {reason}") from e
+    if not isinstance(checkpoint, dict) or "format_version" not in checkpoint:
+        raise CheckpointError(f"checkpoint {path} has no format_version: not a checkpoint of this project")
+    if checkpoint["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {path} has format version {checkpoint['format_version']}, "
+                              f"this code reads version {FORMAT_VERSION}")
+    missing = [k for k in REQUIRED_KEYS if k not in checkpoint]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} is missing entries {missing}")
+    return checkpoint
+
+
+def load_model_state(model: torch.nn.Module, checkpoint: Mapping, path: Path | str = "<checkpoint>") -> None:
+    """``model.load_state_dict`` with an error that names the checkpoint and the mismatching tensors."""
+    current = model.state_dict()
+    saved = checkpoint["model"]
+    missing = sorted(set(current) - set(saved))
+    unexpected = sorted(set(saved) - set(current))
+    shapes = sorted(f"{k}: checkpoint {tuple(saved[k].shape)} vs model {tuple(current[k].shape)}"
+                    for k in set(saved) & set(current) if saved[k].shape != current[k].shape)
+    if missing or unexpected or shapes:
+        raise CheckpointError(f"checkpoint {path} does not match the model (was it trained with another "
+                              f"model config or env?): missing {missing}, unexpected {unexpected}, "
+                              f"shape mismatches {shapes}")
+    model.load_state_dict(saved)
+
+
+def resolve_checkpoint_path(path: Path | str, name: str = LATEST) -> Path:
+    """A checkpoint file, or ``<run dir>/checkpoints/<name>`` when given a run directory."""
+    path = Path(path)
+    if path.is_dir():
+        candidate = path / "checkpoints" / name
+        if not candidate.exists():
+            raise CheckpointError(f"no checkpoint {candidate} in run directory {path}")
+        return candidate
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    return path

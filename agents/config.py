@@ -1,0 +1,321 @@
+"""Structured (typed) configs: the schemas of the Hydra config tree in ``configs/``.
+
+Every yaml file under ``configs/`` starts with
+``defaults: [/schema/<group>/<option>@_here_, _self_]``, naming a dataclass registered here, so Hydra checks the file and every
+command-line override against it while composing:
+
+- a misspelled key fails: ``Key 'lerning_rate' not in 'PPOAgentConfig'``
+- a wrong type fails: ``Value 'abc' of type 'str' could not be converted to Float``
+- an unknown group option fails: ``Could not find 'agent/sac'`` (with the valid options listed)
+
+The schemas reuse the dataclasses that their code consumes (``PPOConfig``,
+``TRPOConfig``, ``PegInsertionConfig``), so a new option is declared once, next
+to the code that reads it. ``validate_train_config`` then runs the semantic
+checks of those modules (value ranges, choices) before anything is built.
+
+Each group node records its option in ``name`` (``agent.name=ppo``), so a saved
+plain-dict config (from a checkpoint) can be re-typed with ``typed_config``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from agents.ppo import PPOConfig, validate_ppo_config
+from agents.trpo import TRPOConfig, validate_trpo_config
+from envs.config import PegInsertionConfig, validate as validate_peg_insertion_config
+
+WANDB_MODES = ("online", "offline", "disabled")
+
+# ------------------------------------------------------------------ env
+
+
+@dataclass
+class GymEnvConfig:
+    """Any registered Gymnasium id; ``kwargs`` go to ``gymnasium.make`` unchecked (add keys with ``+env.kwargs.k=v``)."""
+
+    name: str = "gym"
+    id: str = MISSING
+    max_episode_steps: Optional[int] = None  # None: the id's registered limit
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PegInsertionEnvConfig:
+    """The peg-in-hole env; ``kwargs`` are checked field by field against ``PegInsertionConfig``."""
+
+    name: str = "peg_insertion"
+    id: str = "GraphInsertion/PegInsertion-v0"
+    max_episode_steps: Optional[int] = 100
+    kwargs: PegInsertionConfig = field(default_factory=PegInsertionConfig)
+
+
+# ---------------------------------------------------------------- agent
+
+
+@dataclass
+class RolloutConfig:
+    """Advantage estimation, shared by both algorithms (the rollout buffer's parameters)."""
+
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+
+
+@dataclass
+class PPOAgentConfig(RolloutConfig, PPOConfig):
+    """``agents.ppo.PPOConfig`` plus the rollout's gamma / gae_lambda."""
+
+    name: str = "ppo"
+
+
+@dataclass
+class TRPOAgentConfig(RolloutConfig, TRPOConfig):
+    """``agents.trpo.TRPOConfig`` plus the rollout's gamma / gae_lambda."""
+
+    name: str = "trpo"
+
+
+# ---------------------------------------------------------------- model
+
+
+@dataclass
+class MLPModelConfig:
+    """Keyword arguments of ``agents.mlp.MLPActorCritic`` (Box observations)."""
+
+    name: str = "mlp"
+    hidden_sizes: List[int] = field(default_factory=lambda: [64, 64])
+    critic_hidden_sizes: Optional[List[int]] = None  # None: same as hidden_sizes
+    activation: str = "tanh"  # tanh | relu | elu
+    init_log_std: float = 0.0
+    normalize_obs: bool = True
+    obs_clip: Optional[float] = 10.0
+
+
+@dataclass
+class GNNModelConfig:
+    """Keyword arguments of ``agents.gnn.GraphActorCritic`` (graph Dict observations)."""
+
+    name: str = "gnn"
+    hidden_dim: int = 64
+    num_layers: int = 2  # message-passing rounds
+    heads: int = 4  # attention heads; hidden_dim must be divisible by heads
+    actor_pooling: bool = True  # actor reads node 0 plus the pooled graph embedding
+    shared_encoder: bool = False
+    activation: str = "elu"  # tanh | relu | elu
+    init_log_std: float = 0.0
+    normalize_obs: bool = True
+    obs_clip: Optional[float] = 10.0
+
+
+# ----------------------------------------------------------- curriculum
+
+
+@dataclass
+class NoCurriculumConfig:
+    """Placeholder: a fixed task for the whole run."""
+
+    name: str = "none"
+
+
+# --------------------------------------------------------------- logger
+
+
+@dataclass
+class WandbConfig:
+    mode: str = "offline"  # online | offline (default: no account, no network) | disabled
+    project: str = "graph-insertion"
+    entity: Optional[str] = None
+    group: Optional[str] = None
+    name: Optional[str] = None  # None: the run directory's name
+    tags: List[str] = field(default_factory=list)
+
+
+@dataclass
+class LoggerConfig:
+    """CSV (``metrics.csv``) and TensorBoard (``tb/``) are always written; wandb is configurable."""
+
+    name: str = "default"
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+
+# ------------------------------------------------------------------ run
+
+
+@dataclass
+class EvalConfig:
+    """Periodic evaluation during training, which picks ``best.pt``.
+
+    With ``every=0`` (off), ``best.pt`` follows the rolling mean over the last
+    ``window`` training episodes instead. Either way the metric is the success
+    rate when the env reports ``info["is_success"]``, else the mean return.
+    """
+
+    every: int = 0  # updates between evaluations; 0 disables
+    episodes: int = 10
+    deterministic: bool = True
+    seed: int = 10_000  # separate from training seeds
+    window: int = 100  # training episodes in the rolling metric
+
+
+@dataclass
+class TrainConfig:
+    env: Any = MISSING
+    agent: Any = MISSING
+    model: Any = MISSING
+    curriculum: Any = MISSING
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    seed: int = 0
+    total_steps: int = 1_000_000  # env steps summed over all envs
+    num_envs: int = 8
+    rollout_steps: int = 256  # steps per env per update (batch = num_envs * rollout_steps)
+    async_envs: bool = True  # one process per env (AsyncVectorEnv); false: all in this process
+    device: str = "cpu"
+    torch_threads: int = 1  # torch intra-op threads; small nets are fastest with 1, and cores are shared
+    checkpoint_every: int = 10  # updates between checkpoints/latest.pt (also written at the end)
+    progress_bar: bool = True
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    resume: Optional[str] = None  # a run directory: continue it from checkpoints/latest.pt
+
+
+@dataclass
+class EvaluateConfig:
+    """``scripts/evaluate.py``: env overrides (``env.kwargs.clearance=...``) apply to the checkpoint's env."""
+
+    checkpoint: str = MISSING  # a .pt file, or a run directory (uses checkpoints/<which>)
+    which: str = "latest"  # latest | best: the file used when ``checkpoint`` is a run directory
+    episodes: int = 100
+    deterministic: bool = True
+    seed: int = 1000
+    device: str = "cpu"
+    output: Optional[str] = None  # JSON path; None: <run dir>/eval/<timestamp>/results.json
+    video: bool = False
+    video_episodes: int = 3  # the first N episodes are recorded
+    video_format: str = "mp4"  # mp4 | gif
+    video_fps: int = 25
+
+
+GROUP_SCHEMAS: Dict[str, Dict[str, type]] = {
+    "env": {"gym": GymEnvConfig, "peg_insertion": PegInsertionEnvConfig},
+    "agent": {"ppo": PPOAgentConfig, "trpo": TRPOAgentConfig},
+    "model": {"mlp": MLPModelConfig, "gnn": GNNModelConfig},
+    "curriculum": {"none": NoCurriculumConfig},
+    "logger": {"default": LoggerConfig},
+}
+
+
+def register_configs() -> None:
+    """Store the schemas in Hydra's ConfigStore as ``schema/<group>/<option>``; idempotent.
+
+    They live outside the real groups so that ``agent=sac`` lists only the real options.
+    """
+    cs = ConfigStore.instance()
+    cs.store(group="schema", name="train", node=TrainConfig)
+    cs.store(group="schema", name="evaluate", node=EvaluateConfig)
+    for group, schemas in GROUP_SCHEMAS.items():
+        for name, schema in schemas.items():
+            cs.store(group=f"schema/{group}", name=name, node=schema)
+
+
+def _run_dir(resume: Optional[str], default: str) -> str:
+    """``hydra.run.dir``: a resumed run writes into its own directory again (checked before Hydra creates it)."""
+    if not resume:
+        return default
+    latest = Path(resume) / "checkpoints" / "latest.pt"
+    if not latest.is_file():
+        raise FileNotFoundError(f"resume={resume}: no checkpoint {latest} (not a run directory, or the run "
+                                f"stopped before its first checkpoint)")
+    return str(Path(resume).resolve())
+
+
+def register_resolvers() -> None:
+    """Resolvers used by ``configs/train.yaml``'s hydra section."""
+    if not OmegaConf.has_resolver("run_dir"):
+        OmegaConf.register_new_resolver("run_dir", _run_dir)
+    if not OmegaConf.has_resolver("hydra_subdir"):
+        # A resumed run keeps the original .hydra/ and records its own invocation next to it.
+        OmegaConf.register_new_resolver(
+            "hydra_subdir", lambda resume, stamp: f".hydra/resume-{stamp}" if resume else ".hydra")
+
+
+def typed_config(plain: Mapping) -> DictConfig:
+    """Re-type a plain-dict train config (as saved in checkpoints) against the schemas; struct mode on.
+
+    Raises ``ValueError`` naming an unknown group option.
+    """
+    cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), {k: v for k, v in plain.items() if k not in GROUP_SCHEMAS})
+    for group, schemas in GROUP_SCHEMAS.items():
+        node = plain.get(group)
+        if node is None:
+            raise ValueError(f"config has no '{group}' section")
+        name = node.get("name")
+        if name not in schemas:
+            raise ValueError(f"{group}.name={name!r} is not one of {sorted(schemas)}")
+        typed = OmegaConf.merge(OmegaConf.structured(schemas[name]), node)
+        OmegaConf.update(cfg, group, typed, merge=False, force_add=True)
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
+def to_container(cfg: DictConfig) -> Dict[str, Any]:
+    """Plain resolved dict (checkpoints, wandb)."""
+    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+
+
+def dataclass_from(cls, node: Mapping):
+    """Instance of dataclass ``cls`` from the matching keys of ``node`` (e.g. PPOConfig from agent)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in dict(node).items() if k in names})
+
+
+def validate_train_config(cfg: DictConfig) -> None:
+    """Semantic checks beyond types, run before anything is built; raises ``ValueError`` naming the key."""
+    for name in ("total_steps", "num_envs", "rollout_steps", "checkpoint_every", "torch_threads"):
+        if cfg[name] < 1:
+            raise ValueError(f"{name} must be >= 1, got {cfg[name]}")
+    if cfg.eval.every < 0 or cfg.eval.episodes < 1 or cfg.eval.window < 1:
+        raise ValueError("eval.every must be >= 0, eval.episodes and eval.window >= 1")
+    if cfg.logger.wandb.mode not in WANDB_MODES:
+        raise ValueError(f"logger.wandb.mode={cfg.logger.wandb.mode!r} is not one of {list(WANDB_MODES)}")
+    if not 0.0 <= cfg.agent.gamma <= 1.0 or not 0.0 <= cfg.agent.gae_lambda <= 1.0:
+        raise ValueError("agent.gamma and agent.gae_lambda must be in [0, 1]")
+    if cfg.agent.name == "ppo":
+        _reraise("agent", lambda: validate_ppo_config(dataclass_from(PPOConfig, cfg.agent)))
+    else:
+        _reraise("agent", lambda: validate_trpo_config(dataclass_from(TRPOConfig, cfg.agent)))
+    if cfg.env.name == "peg_insertion":
+        kwargs = OmegaConf.to_object(cfg.env.kwargs)
+        _reraise("env.kwargs", lambda: validate_peg_insertion_config(kwargs))
+
+
+def _reraise(prefix: str, check) -> None:
+    try:
+        check()
+    except ValueError as e:
+        raise ValueError(f"{prefix}: {e}") from None
+
+
+RESUME_OVERRIDABLE = ("total_steps", "checkpoint_every", "progress_bar", "torch_threads", "device",
+                      "async_envs", "logger.wandb.mode")
+
+
+def apply_resume_overrides(saved: Mapping, overrides: Sequence[tuple]) -> DictConfig:
+    """The saved config of a run, with the few ``(key, value)`` overrides a resume may change.
+
+    Anything else would silently make the continued run a different experiment,
+    so it is rejected with the list of keys that are allowed.
+    """
+    cfg = typed_config(saved)
+    for key, value in overrides:
+        if key == "resume":
+            continue
+        if key not in RESUME_OVERRIDABLE:
+            raise ValueError(f"'{key}' cannot be changed when resuming (the run continues with its saved "
+                             f"config); allowed overrides: {list(RESUME_OVERRIDABLE)}")
+        OmegaConf.update(cfg, key, value)
+    return cfg
