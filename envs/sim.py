@@ -9,7 +9,10 @@ process (and in vector-env subprocesses) without stepping on each other.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import pkgutil
+import sys
 from dataclasses import dataclass
 from typing import Dict, Optional, Sequence
 
@@ -32,6 +35,24 @@ class Camera:
     fov: float = 50.0
 
 
+@contextlib.contextmanager
+def _silenced_stdout():
+    """Point file descriptor 1 at /dev/null for the duration (C code ignores ``sys.stdout``)."""
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError):  # no real stdout (e.g. captured by a test runner): nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 class Simulator:
     """Owns one physics client, the named bodies in it and its state snapshots."""
 
@@ -39,7 +60,8 @@ class Simulator:
         self.config = config
         self.time_step = time_step
         self.substeps = substeps
-        self.client = BulletClient(connection_mode=pybullet.GUI if gui else pybullet.DIRECT)
+        with _silenced_stdout():  # the engine prints "argv[0]=" on every connect, once per env and worker
+            self.client = BulletClient(connection_mode=pybullet.GUI if gui else pybullet.DIRECT)
         self.client.setAdditionalSearchPath(pybullet_data.getDataPath())
         self.client.setPhysicsEngineParameter(
             fixedTimeStep=time_step,
