@@ -232,6 +232,7 @@ class PegInsertionEnv(gym.Env):
         self._needs_reset = terminated
         info = self._info(m, terms)
         info["out_of_workspace"] = bool(left)
+        info["ik_residual"] = getattr(self.robot, "last_residual", 0.0)  # Panda: position error the IK step started from
         return observation, float(sum(terms.values())), terminated, False, info
 
     def _check_action(self, action) -> np.ndarray:

@@ -28,16 +28,13 @@ recorded in ``.hydra/resume-<time>/``.
 Several seeds
 -------------
 ``python scripts/train.py -m seed=0,1,2`` runs the jobs one after another
-(Hydra's basic launcher; one run directory and one wandb run per job). For
-parallel seeds, start independent processes, each with its own run dir::
+(Hydra's basic launcher; one run directory and one wandb run per job). Hydra's
+joblib launcher runs them in parallel processes::
 
-    for s in 0 1 2; do
-        python scripts/train.py seed=$s progress_bar=false hydra.run.dir=multirun/my-sweep/seed=$s &
-    done; wait
+    python scripts/train.py -m seed=0,1,2 hydra/launcher=joblib hydra.launcher.n_jobs=3 progress_bar=false
 
 Each run already uses ``num_envs`` processes for its envs, so keep
-(seeds x num_envs) near the number of cores. No parallel Hydra launcher
-(joblib, submitit) is used on purpose.
+(n_jobs x num_envs) near the number of cores.
 
 Exit status: 0 when done, 128 + signal number after a SIGTERM/Ctrl-C stop
 (with ``latest.pt`` written), 1 on errors.

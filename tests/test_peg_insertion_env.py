@@ -247,6 +247,24 @@ def test_rgb_rendering_headless():
     env.close()
 
 
+def test_egl_renderer_loads_or_fails_clearly():
+    try:
+        env = make(robot="floating", render_mode="rgb_array", sim={"renderer": "egl"})
+    except RuntimeError as error:
+        assert "egl" in str(error).lower()
+        return
+    env.reset(seed=0)
+    assert env.render().shape[2] == 3
+    env.close()
+
+
+def test_panda_reports_inverse_kinematics_residual():
+    env = make(robot="panda")
+    env.reset(seed=0)
+    residuals = [env.step(np.array([1, 0, 0, 0, 0, 0], np.float32))[4]["ik_residual"] for _ in range(3)]
+    assert all(0 <= r < 0.03 for r in residuals)  # the command leads the peg by at most two steps
+
+
 # ---------------------------------------------------------------- bad input
 @pytest.mark.parametrize("bad_action, message", [
     (np.array([np.nan, 0, 0, 0, 0, 0]), "NaN"),

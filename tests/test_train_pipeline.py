@@ -348,6 +348,14 @@ def test_multirun_gives_each_seed_its_own_run_and_wandb_run(tmp_path):
     assert len(ids) == 2
 
 
+def test_parallel_multirun_with_joblib_launcher(tmp_path):
+    run(TRAIN, ["-m", "seed=3,4", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *PENDULUM, "total_steps=128",
+                "progress_bar=false", f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path)
+    for job, seed in (("0", 3), ("1", 4)):
+        saved = load(tmp_path / "sweep" / job)
+        assert saved["config"]["seed"] == seed and saved["global_step"] == 128
+
+
 # ------------------------------------------------------ end to end: peg insertion
 
 
