@@ -262,7 +262,7 @@ class PegInsertionEnv(gym.Env):
         target_pos = (px + dx, py + dy, pz + dz)
         target_quat = quat_multiply(quat_from_rotvec(rx, ry, rz), self._command_quat)
 
-        pos, quat = self.robot.peg_pose()
+        pos, quat = self._measured_pose  # no physics step since _observe measured it
         lead = math.dist(target_pos, pos)
         max_lead = COMMAND_LEAD_STEPS * self.config.max_translation
         if lead > max_lead:
@@ -273,7 +273,7 @@ class PegInsertionEnv(gym.Env):
         if angle > max_angle:
             target_quat = quat_slerp(quat, target_quat, max_angle / angle)
         self._command_pos, self._command_quat = target_pos, target_quat
-        self.robot.command(target_pos, target_quat)
+        self.robot.command(target_pos, target_quat, current=self._measured_pose)
 
     def _contact_force(self) -> float:
         contacts = pybullet.getContactPoints(bodyA=self._peg_body, linkIndexA=self._peg_link, physicsClientId=self.sim.id)
@@ -284,6 +284,7 @@ class PegInsertionEnv(gym.Env):
         """Observation and the measurements the reward and success test need (see ``envs/graph_obs.py``)."""
         cfg, length = self.config, self._geometry["length"]
         pos, quat, linvel, angvel = self.robot.peg_state()
+        self._measured_pose = (pos, quat)
         c, s = self._hole_cos, -self._hole_sin  # world -> hole frame: rotate by -yaw
         hx, hy, hz = self._hole_pos
         cx, cy = yaw_rotate(c, s, pos[0] - hx, pos[1] - hy)
@@ -348,6 +349,7 @@ class PegInsertionEnv(gym.Env):
         if state["geometry"] != self._geometry:
             raise ValueError("the saved state was taken with another peg/hole geometry; it cannot be restored")
         self.sim.restore_state(state["bullet_state"])
+        self._measured_pose = self.robot.peg_pose()
         self._place_hole(state["hole_pose"])
         self._command_pos, self._command_quat = state["command"]
         self.robot.set_command_state(state["robot_command"])

@@ -4,7 +4,8 @@ Both robots expose the same interface, so tasks never know which one runs:
 
 - ``build(peg)``: create the robot and the peg it holds (``peg_body``, ``peg_link``);
 - ``reset(pos, quat)``: teleport so the peg is at the given pose, at rest;
-- ``command(pos, quat)``: target pose of the peg for the next physics steps;
+- ``command(pos, quat, current=None)``: target pose of the peg for the next physics
+  steps (``current``: the measured peg pose, if the caller already has it);
 - ``peg_pose()`` / ``peg_state()``: the measured state of the peg, which is
   the end effector we control.
 
@@ -19,7 +20,7 @@ import math
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import pybullet
@@ -80,7 +81,7 @@ class FloatingRobot:
         self.sim.client.resetBaseVelocity(self.peg_body, [0, 0, 0], [0, 0, 0])
         self.command(pos, quat)
 
-    def command(self, pos: Sequence[float], quat: Sequence[float]) -> None:
+    def command(self, pos: Sequence[float], quat: Sequence[float], current: Optional[Pose] = None) -> None:
         self._target = (tuple(pos), tuple(quat))
         pybullet.changeConstraint(self.constraint_id, jointChildPivot=pos, jointChildFrameOrientation=quat,
                                   maxForce=self.max_force, physicsClientId=self.sim.id)
@@ -125,6 +126,7 @@ class PandaRobot:
     rest_pose = [0.0, 0.2, 0.0, -2.2, 0.0, 2.4, 0.785]
     ik_damping = 0.01  # lambda of the damped least squares step
     reset_tolerance = 2e-3  # metres: a start pose the arm cannot reach closer than this is an error
+    reset_converged = 1e-4  # metres: stop refining the reset pose below this residual
     peg_grip_inset = 0.015  # metres of the peg's top end inside the hand
 
     def __init__(self, sim: Simulator):
@@ -167,7 +169,8 @@ class PandaRobot:
             maxNumIterations=iterations, residualThreshold=1e-6, physicsClientId=self.sim.id)
         return np.clip(solution[:7], self._lower, self._upper).tolist()
 
-    def differential_ik(self, pos: Sequence[float], quat: Sequence[float]) -> List[float]:
+    def differential_ik(self, pos: Sequence[float], quat: Sequence[float], current: Optional[Pose] = None
+                        ) -> List[float]:
         """One damped-least-squares step from the measured joints toward the target peg pose.
 
         dq = J^T (J J^T + lambda^2 I)^-1 e   (Wampler 1986; Buss 2004, eq. 11)
@@ -179,10 +182,9 @@ class PandaRobot:
         """
         client_id = self.sim.id
         joints = [s[0] for s in pybullet.getJointStates(self.peg_body, self.arm_joints, physicsClientId=client_id)]
-        link = pybullet.getLinkState(self.peg_body, self.peg_link, computeForwardKinematics=1,
-                                     physicsClientId=client_id)
-        (x, y, z), current = link[4], link[5]
-        error = [pos[0] - x, pos[1] - y, pos[2] - z, *rotation_vector(quat_multiply(quat, quat_conjugate(current)))]
+        (x, y, z), current_quat = current if current is not None else self.peg_pose()
+        error = [pos[0] - x, pos[1] - y, pos[2] - z,
+                 *rotation_vector(quat_multiply(quat, quat_conjugate(current_quat)))]
         self.last_residual = math.sqrt(error[0] ** 2 + error[1] ** 2 + error[2] ** 2)
         linear, angular = pybullet.calculateJacobian(self.peg_body, self.peg_link, self._origin,
                                                      joints, self._zeros, self._zeros, physicsClientId=client_id)
@@ -199,15 +201,17 @@ class PandaRobot:
             joints = self.solve_ik(pos, quat)
             for joint, angle in zip(self.arm_joints, joints):
                 client.resetJointState(self.peg_body, joint, angle, 0.0)
-        reached = client.getLinkState(self.peg_body, self.peg_link, computeForwardKinematics=1)[4]
-        residual = float(np.linalg.norm(np.subtract(reached, pos)))
+            reached = client.getLinkState(self.peg_body, self.peg_link, computeForwardKinematics=1)[4]
+            residual = math.dist(reached, pos)
+            if residual < self.reset_converged:
+                break
         if residual > self.reset_tolerance:
             raise ValueError(f"the Panda cannot reach the requested peg pose {list(pos)} "
                              f"(inverse-kinematics residual {residual * 1000:.1f} mm)")
         self._send_joint_targets(joints)
 
-    def command(self, pos: Sequence[float], quat: Sequence[float]) -> None:
-        self._send_joint_targets(self.differential_ik(pos, quat))
+    def command(self, pos: Sequence[float], quat: Sequence[float], current: Optional[Pose] = None) -> None:
+        self._send_joint_targets(self.differential_ik(pos, quat, current))
 
     def _send_joint_targets(self, joints: List[float]) -> None:
         self._joint_targets = joints
