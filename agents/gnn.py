@@ -148,13 +148,18 @@ class GraphActorCritic(nn.Module):
     def value(self, obs: Mapping) -> torch.Tensor:
         return self._value(self._graph(obs))
 
+    def distribution_and_value(self, obs: Mapping) -> Tuple[torch.distributions.Distribution, torch.Tensor]:
+        """Both heads from one normalisation and batching of ``obs``."""
+        graph = self._graph(obs)
+        dist, h = self._distribution(graph)
+        return dist, self._value(graph, h)
+
     @torch.no_grad()
     def act(self, obs: Mapping, deterministic: bool = False) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Unclipped action, its log-prob and the state value; no gradients (rollouts only)."""
-        graph = self._graph(obs)
-        dist, h = self._distribution(graph)
+        dist, value = self.distribution_and_value(obs)
         action = dist.mean if deterministic else dist.sample()
-        return action, dist.log_prob(action), self._value(graph, h)
+        return action, dist.log_prob(action), value
 
     # -- parameter groups ------------------------------------------------------------------
     def actor_parameters(self) -> list:

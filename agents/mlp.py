@@ -77,12 +77,17 @@ class MLPActorCritic(nn.Module):
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.critic(self._features(obs)).squeeze(-1)
 
+    def distribution_and_value(self, obs: torch.Tensor) -> Tuple[torch.distributions.Distribution, torch.Tensor]:
+        """Both heads from one normalisation of ``obs``."""
+        features = self._features(obs)
+        return self.action_head(self.actor_mean(features)), self.critic(features).squeeze(-1)
+
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Unclipped action, its log-prob and the state value; no gradients (rollouts only)."""
-        dist = self.distribution(obs)
+        dist, value = self.distribution_and_value(obs)
         action = dist.mean if deterministic else dist.sample()
-        return action, dist.log_prob(action), self.value(obs)
+        return action, dist.log_prob(action), value
 
     def actor_parameters(self) -> list:
         return [*self.actor_mean.parameters(), *self.action_head.parameters()]

@@ -98,8 +98,11 @@ def episode_stats_from_info(info: Dict[str, Any]) -> Dict[str, list]:
 class RolloutCollector:
     """Steps the vector env with the model and fills a ``RolloutBuffer``.
 
-    ``training=True`` updates the model's observation normaliser with every
-    batch of observations before acting. ``bootstrap_truncated=False`` treats
+    ``training=True`` merges the rollout's observations into the model's
+    observation normaliser once the rollout is complete. The policy and the
+    value function therefore stay fixed for the whole rollout (stored
+    log-probs, values and bootstrap values all come from one function), and the
+    statistics cost one batched update instead of one per step. ``bootstrap_truncated=False`` treats
     time-limit truncation as termination (only for ablations/tests).
     """
 
@@ -140,8 +143,6 @@ class RolloutCollector:
         stats = {"returns": [], "lengths": [], "successes": []}
         for _ in range(buffer.num_steps):
             obs = obs_to_tensor(self.obs, buffer.device)
-            if self.training:
-                self.model.update_normalizer(obs)
             with torch.no_grad():
                 action, log_prob, value = self.model.act(obs)
             env_action = np.clip(action.cpu().numpy(), self.action_low, self.action_high)
@@ -154,4 +155,6 @@ class RolloutCollector:
         with torch.no_grad():
             last_values = self.model.value(obs_to_tensor(self.obs, buffer.device))
         buffer.finish(last_values)
+        if self.training:  # after every value of this rollout was computed with the same statistics
+            self.model.update_normalizer(buffer.full_batch().obs)
         return stats

@@ -99,8 +99,11 @@ def env_kwargs(env_cfg: DictConfig) -> Dict[str, Any]:
 
 def make_training_envs(cfg: DictConfig) -> gym.vector.VectorEnv:
     factory = functools.partial(make_env, cfg.env.id, cfg.env.max_episode_steps)
+    # "fork" explicitly: inside Hydra's joblib (loky) workers the default start method pickles the
+    # workers' arguments, and gymnasium's shared-memory observation buffers cannot be pickled.
+    context = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
     return make_vector_env(factory, env_kwargs(cfg.env), num_envs=cfg.num_envs, seed=cfg.seed,
-                           asynchronous=cfg.async_envs)
+                           asynchronous=cfg.async_envs, context=context)
 
 
 # ------------------------------------------------------ model, algorithm

@@ -117,7 +117,8 @@ class TRPO:
 
     def __init__(self, model: nn.Module, config: Optional[TRPOConfig] = None):
         self.model, self.config = model, validate_trpo_config(config or TRPOConfig())
-        self.critic_optimizer = torch.optim.Adam(model.critic_parameters(), lr=self.config.critic_learning_rate)
+        self.critic_optimizer = torch.optim.Adam(model.critic_parameters(), lr=self.config.critic_learning_rate,
+                                                 fused=True)  # one kernel for all parameters: faster on CPU
 
     def _surrogate(self, batch: RolloutBatch, old_log_probs: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
         """Importance-sampled surrogate mean(pi / pi_old * A) + entropy bonus (to be maximised)."""

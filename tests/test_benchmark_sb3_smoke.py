@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "benchmark_sb3.py"
-ALGOS = ["ours_ppo", "ours_trpo", "sb3_ppo", "sb3_trpo"]
+ALGOS = ["ours_ppo", "ours_trpo", "sb3_ppo", "sb3_trpo", "sb3_ppo_default", "sb3_trpo_default"]
 
 
 @pytest.mark.timeout(60)
@@ -38,5 +38,5 @@ def test_benchmark_sb3_smoke(tmp_path: Path):
         assert rows[f"ours_{kind}"]["wall_ratio_vs_sb3"] > 0
 
     details = json.loads(out.read_text())
-    assert len(details["runs"]) == 4
+    assert len(details["runs"]) == len(ALGOS)
     assert "| pendulum | sb3_trpo |" in proc.stdout  # the markdown table
