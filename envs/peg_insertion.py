@@ -14,7 +14,6 @@ inserted goal is ``[0, 0, -hole_depth, 0, 0, 0]``.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any, Dict, Optional
 
@@ -72,8 +71,7 @@ class PegInsertionEnv(gym.Env):
             self.observation_space = graph_obs.flat_space(self.max_nodes, cfg.num_keypoints)
 
         self._geometry: Optional[Dict[str, float]] = None  # peg radius/length and clearance of the built bodies
-        self._plane = self.sim.add_body("plane", self.sim.client.loadURDF("plane.urdf"))
-        self.sim.client.setCollisionFilterGroupMask(self._plane, -1, 0, 0)  # visual only: nothing rests on it
+        self._add_ground()
         self._needs_reset = True
 
     def _robot_cls_defaults(self, robot: str) -> None:
@@ -82,18 +80,18 @@ class PegInsertionEnv(gym.Env):
         self._substeps = self.config.sim.substeps or robot_cls.default_substeps
 
     # ================================================================== scene
+    def _add_ground(self) -> None:
+        plane = self.sim.add_body("plane", self.sim.client.loadURDF("plane.urdf"))
+        self.sim.client.setCollisionFilterGroupMask(plane, -1, 0, 0)  # visual only: nothing rests on it
+
     def _build_bodies(self, radius: float, length: float, clearance: float) -> None:
         """(Re)create peg, hole and robot when the geometry changed (randomization), else keep them."""
         geometry = {"radius": radius, "length": length, "clearance": clearance}
         if geometry == self._geometry:
             return
-        client = self.sim.client
         if self._geometry is not None:  # rebuild from scratch: bodies and robot
-            client.resetSimulation()
-            self.sim.client.setGravity(0.0, 0.0, -9.81)
-            self.sim._bodies.clear()
-            self._plane = self.sim.add_body("plane", client.loadURDF("plane.urdf"))
-            client.setCollisionFilterGroupMask(self._plane, -1, 0, 0)
+            self.sim.clear()
+            self._add_ground()
             self.robot = make_robot(self.config.robot, self.sim)
         self._geometry = geometry
         self._hole_id = self.sim.add_body("hole", self._create_hole(radius + clearance))
@@ -369,13 +367,3 @@ class PegInsertionEnv(gym.Env):
         if getattr(self, "sim", None) is not None:
             self.sim.close()
             self.sim = None
-
-    @property
-    def hole_pose(self) -> np.ndarray:
-        return self._hole_pose.copy()
-
-    def describe(self) -> Dict[str, Any]:
-        """The resolved configuration, including the robot's physics defaults."""
-        description = dataclasses.asdict(self.config)
-        description["sim"]["time_step"], description["sim"]["substeps"] = self._time_step, self._substeps
-        return description

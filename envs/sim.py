@@ -63,18 +63,27 @@ class Simulator:
         with _silenced_stdout():  # the engine prints "argv[0]=" on every connect, once per env and worker
             self.client = BulletClient(connection_mode=pybullet.GUI if gui else pybullet.DIRECT)
         self.client.setAdditionalSearchPath(pybullet_data.getDataPath())
+        self.id = self.client._client  # physics client id, for hot paths that call pybullet directly
+        self._bodies: Dict[str, int] = {}
+        self._configure_engine()
+        self._egl_plugin: Optional[int] = None
+        if config.renderer == "egl":
+            self._load_egl()
+
+    def _configure_engine(self) -> None:
         self.client.setPhysicsEngineParameter(
-            fixedTimeStep=time_step,
-            numSolverIterations=config.solver_iterations,
+            fixedTimeStep=self.time_step,
+            numSolverIterations=self.config.solver_iterations,
             numSubSteps=0,
             deterministicOverlappingPairs=1,
         )
         self.client.setGravity(0.0, 0.0, -9.81)
-        self.id = self.client._client  # physics client id, for hot paths that call pybullet directly
-        self._bodies: Dict[str, int] = {}
-        self._egl_plugin: Optional[int] = None
-        if config.renderer == "egl":
-            self._load_egl()
+
+    def clear(self) -> None:
+        """Remove every body (and saved state) and start an empty world with the same settings."""
+        self.client.resetSimulation()
+        self._bodies.clear()
+        self._configure_engine()
 
     # ------------------------------------------------------------------ bodies
     def add_body(self, name: str, body_id: int) -> int:
@@ -83,17 +92,11 @@ class Simulator:
         self._bodies[name] = body_id
         return body_id
 
-    def remove_body(self, name: str) -> None:
-        self.client.removeBody(self._bodies.pop(name))
-
     def body(self, name: str) -> int:
         try:
             return self._bodies[name]
         except KeyError:
             raise KeyError(f"no body named {name!r}; bodies are {sorted(self._bodies)}") from None
-
-    def has_body(self, name: str) -> bool:
-        return name in self._bodies
 
     def set_contact_properties(self, body_id: int, link: int = -1, lateral_friction: Optional[float] = None) -> None:
         """Apply the configured collision margin and contact stiffness/damping to one body link."""
