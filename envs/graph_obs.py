@@ -96,20 +96,22 @@ class GraphBuilder:
         self._num_nodes = num_nodes
 
     def build(self, nodes: np.ndarray) -> dict:
+        """The padded graph of a fresh (num_nodes, node_dim) array, which the result may keep (no copy)."""
         num_nodes = nodes.shape[0]
         if num_nodes > self.max_nodes:
             raise ValueError(f"{num_nodes} nodes exceed max_nodes={self.max_nodes}")
         if num_nodes != self._num_nodes:
             self._prepare(num_nodes)
-        if num_nodes == self.max_nodes:
-            padded = nodes.astype(np.float32, copy=True)
+        if num_nodes == self.max_nodes and nodes.dtype == np.float32:
+            padded = nodes  # the caller hands over a fresh array: no copy needed
         else:
             padded = np.zeros((self.max_nodes, self.node_dim), np.float32)
             padded[:num_nodes] = nodes
-        relative = nodes[self._targets, 3:6] - nodes[self._sources, 3:6]
+        positions = nodes[:, 3:6]
+        relative = positions[self._targets] - positions[self._sources]
         edge_attr = np.zeros((self.max_edges, EDGE_DIM), np.float32)
         edge_attr[:self._num_edges, :3] = relative
-        edge_attr[:self._num_edges, 3] = np.sqrt((relative * relative).sum(axis=1))
+        edge_attr[:self._num_edges, 3] = np.sqrt(np.einsum("ij,ij->i", relative, relative))
         return {
             "nodes": padded,
             "node_mask": self._node_mask.copy(),

@@ -303,8 +303,10 @@ class PegInsertionEnv(gym.Env):
         if noise > 0:
             peg[3:-8] += self.np_random.normal(0.0, noise, peg.size - 11).astype(np.float32)
         np.clip(peg, -graph_obs.FEATURE_BOUND, graph_obs.FEATURE_BOUND, out=peg)
-        nodes = np.stack([peg, self._hole_node])
-        observation = self._graph.build(nodes) if cfg.obs_mode == "graph" else nodes.ravel()
+        if cfg.obs_mode == "graph":
+            observation = self._graph.build(np.stack([peg, self._hole_node]))
+        else:
+            observation = np.concatenate([peg, self._hole_node])
         tx, ty, tz = cx - ax * length / 2, cy - ay * length / 2, cz - az * length / 2
         measurements = {
             "keypoint_distance": distance / len(self._keypoint_offsets),
