@@ -51,7 +51,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, open_dict
 
 from agents.checkpoint import LATEST, load_checkpoint
-from agents.config import apply_resume_overrides, register_configs, register_resolvers
+from agents.config import apply_resume_overrides, register_configs, register_resolvers, validate_train_config
 from agents.trainer import train
 
 register_configs()
@@ -85,6 +85,10 @@ def main(cfg: DictConfig) -> None:
             cfg.resume = str(run_dir)
     else:
         run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        validate_train_config(cfg)  # value checks (ranges, choices) the schema cannot express
+    except ValueError as error:
+        sys.exit(f"Error: {error}")
     result = train(cfg, run_dir, checkpoint)
     print(f"run dir: {run_dir}  steps: {result.global_step}  updates: {result.updates}  "
           f"best: {result.best_metric}")
