@@ -17,8 +17,9 @@ import gymnasium as gym
 import torch
 from torch import nn
 
+from agents.graph_batch import GRAPH_KEYS
+
 Obs = Union[torch.Tensor, Dict[str, torch.Tensor]]
-GRAPH_KEYS = ("nodes", "node_mask", "edge_index", "edge_attr", "edge_mask")
 
 
 class RunningMeanStd(nn.Module):

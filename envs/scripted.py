@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pybullet
 
+from envs.geometry import rotation_vector
+
 
 class ScriptedInsertionPolicy:
     """Proportional controller in the hole frame with a gate: descend only once aligned."""
@@ -27,8 +29,7 @@ class ScriptedInsertionPolicy:
         cfg = self.env.config
         state = self.env.get_start_state()["peg_pose"]
         tip, rpy = np.asarray(state[:3]), state[3:]
-        rotation = np.array(pybullet.getMatrixFromQuaternion(pybullet.getQuaternionFromEuler(rpy))).reshape(3, 3)
-        rotvec = _rotvec(rotation)
+        rotvec = np.array(rotation_vector(pybullet.getQuaternionFromEuler(rpy)))
         if cfg.peg_shape == "box":  # a square peg fits every quarter turn: aim for the nearest one
             rotvec[2] = (rotvec[2] + np.pi / 4) % (np.pi / 2) - np.pi / 4
         lateral = np.hypot(tip[0], tip[1])
@@ -44,16 +45,6 @@ class ScriptedInsertionPolicy:
         rotation_action = -self.gain * rotvec / cfg.max_rotation
         action = np.concatenate([translation, rotation_action])
         return np.clip(action, -1.0, 1.0).astype(np.float32)
-
-
-def _rotvec(matrix: np.ndarray) -> np.ndarray:
-    """Axis-angle vector of a rotation matrix (angle below pi)."""
-    cos_angle = np.clip((np.trace(matrix) - 1.0) / 2.0, -1.0, 1.0)
-    angle = np.arccos(cos_angle)
-    if angle < 1e-9:
-        return np.zeros(3)
-    axis = np.array([matrix[2, 1] - matrix[1, 2], matrix[0, 2] - matrix[2, 0], matrix[1, 0] - matrix[0, 1]])
-    return axis / (2.0 * np.sin(angle)) * angle
 
 
 def run_episode(env, policy, seed=None, options=None, render=False):
