@@ -26,7 +26,7 @@ from envs import graph_obs
 from envs.config import PegInsertionConfig, make_peg_insertion_config, validate
 from envs.geometry import (euler_to_matrix, quat_angle, quat_conjugate, quat_from_rotvec, quat_multiply,
                            quat_slerp, quat_to_matrix, yaw_rotate)
-from envs.rewards import keypoint_distance, reward_terms
+from envs.rewards import KeypointReward
 from envs.robots import ROBOT_CLASSES, PegSpec, make_robot
 from envs.sim import Camera, Simulator
 
@@ -65,6 +65,7 @@ class PegInsertionEnv(gym.Env):
         self._action_mask = np.asarray(cfg.action_mask, dtype=np.float64)
         self._action_scale = self._action_mask * ([cfg.max_translation] * 3 + [cfg.max_rotation] * 3)
         self._graph = graph_obs.GraphBuilder(self.max_nodes, cfg.num_keypoints)
+        self._reward = KeypointReward(cfg.reward)
         if cfg.obs_mode == "graph":
             self.observation_space = graph_obs.graph_space(self.max_nodes, cfg.num_keypoints)
         else:
@@ -222,8 +223,7 @@ class PegInsertionEnv(gym.Env):
             m["depth_remaining"] <= self.config.success_depth_tolerance
         m["is_success"] = success
         contact_force = self._contact_force()
-        terms = reward_terms(self.config.reward, m["keypoint_distance"], success, action * self._action_mask,
-                             contact_force)
+        terms = self._reward.terms(m["keypoint_distance"], success, action * self._action_mask, contact_force)
         m["contact_force"] = contact_force
         left = self.config.terminate_out_of_workspace and m["tip_distance"] > self.config.workspace_radius
         terminated = bool((success and self.config.terminate_on_success) or left)
@@ -333,7 +333,11 @@ class PegInsertionEnv(gym.Env):
         return {"hole_pose": self._hole_pose.tolist(), "peg_pose": [*tip.tolist(), *rpy]}
 
     def save_state(self) -> Dict[str, Any]:
-        """Snapshot of the simulator and the episode (commands, step count, RNG). Restore with ``restore_state``."""
+        """Snapshot of the simulator and the episode (commands, step count, RNG).
+
+        Restore it with ``restore_state`` (as often as needed); the engine keeps the
+        snapshot in memory until ``discard_state`` releases it.
+        """
         return {
             "bullet_state": self.sim.save_state(),
             "geometry": dict(self._geometry),
@@ -344,6 +348,10 @@ class PegInsertionEnv(gym.Env):
             "needs_reset": self._needs_reset,
             "rng_state": self.np_random.bit_generator.state,
         }
+
+    def discard_state(self, state: Dict[str, Any]) -> None:
+        """Free a snapshot's engine memory; it cannot be restored afterwards."""
+        self.sim.remove_state(state["bullet_state"])
 
     def restore_state(self, state: Dict[str, Any]) -> None:
         if state["geometry"] != self._geometry:

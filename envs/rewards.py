@@ -7,18 +7,12 @@ needs no weighting between translation and rotation errors.
 
 from __future__ import annotations
 
-from typing import Dict, Sequence
-
 import math
+from typing import Dict, Sequence
 
 import numpy as np
 
 from envs.config import RewardConfig
-
-
-def keypoint_distance(keypoints: np.ndarray, goal_keypoints: np.ndarray) -> float:
-    """Mean Euclidean distance between corresponding keypoints, shape (K, 3) each."""
-    return float(np.linalg.norm(keypoints - goal_keypoints, axis=1).mean())
 
 
 def multiscale_kernel(x: float, params: Sequence[Sequence[float]]) -> float:
@@ -38,20 +32,25 @@ def linear_kernel(x: float, scale: float) -> float:
     return -scale * x
 
 
-def keypoint_kernel(config: RewardConfig, distance: float) -> float:
-    if config.kernel == "multiscale":
-        value = multiscale_kernel(distance, config.kernel_params)
-        return value - multiscale_kernel(0.0, config.kernel_params) if config.relative_to_goal else value
-    return linear_kernel(distance, config.linear_scale)  # already zero at the goal
+class KeypointReward:
+    """The reward terms of one configuration; the kernel's value at the goal is computed once."""
 
+    def __init__(self, config: RewardConfig):
+        self.config = config
+        relative = config.kernel == "multiscale" and config.relative_to_goal
+        self._goal_value = multiscale_kernel(0.0, config.kernel_params) if relative else 0.0
 
-def reward_terms(config: RewardConfig, distance: float, success: bool, action: np.ndarray,
-                 contact_force: float) -> Dict[str, float]:
-    """Every reward term separately; the reward is their sum."""
-    shaped = keypoint_kernel(config, distance)
-    return {
-        "keypoint": shaped,
-        "success_bonus": config.success_bonus if success else 0.0,
-        "action_penalty": -config.action_penalty * float(np.dot(action, action)),
-        "contact_penalty": -config.contact_force_penalty * contact_force,
-    }
+    def kernel(self, distance: float) -> float:
+        if self.config.kernel == "multiscale":
+            return multiscale_kernel(distance, self.config.kernel_params) - self._goal_value
+        return linear_kernel(distance, self.config.linear_scale)  # already zero at the goal
+
+    def terms(self, distance: float, success: bool, action: np.ndarray, contact_force: float) -> Dict[str, float]:
+        """Every reward term separately; the reward is their sum."""
+        config = self.config
+        return {
+            "keypoint": self.kernel(distance),
+            "success_bonus": config.success_bonus if success else 0.0,
+            "action_penalty": -config.action_penalty * float(np.dot(action, action)),
+            "contact_penalty": -config.contact_force_penalty * contact_force,
+        }

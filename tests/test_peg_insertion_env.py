@@ -99,6 +99,9 @@ def test_save_step_restore_step_reproduces(robot):
     for (obs_a, reward_a), (obs_b, reward_b) in zip(first, second):
         np.testing.assert_allclose(obs_a, obs_b, atol=1e-6)
         assert reward_a == pytest.approx(reward_b, abs=1e-6)
+    env.discard_state(state)
+    with pytest.raises(Exception):
+        env.restore_state(state)  # released: the engine no longer has it
     env.close()
 
 
