@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch_geometric.nn import TransformerConv, global_max_pool, global_mean_pool
 
-from agents.distributions import DiagGaussianHead
+from agents.distributions import DiagGaussian, DiagGaussianHead
 from agents.graph_batch import GRAPH_KEYS, GraphBatch, flatten_tensors, to_tensors
 from agents.mlp import ACTIVATIONS, mlp
 from agents.normalization import ObservationNormalizer
@@ -127,7 +127,7 @@ class GraphActorCritic(nn.Module):
         self.obs_normalizer.update(self._tensors(obs))
 
     # -- heads -----------------------------------------------------------------------------
-    def _distribution(self, graph: GraphBatch) -> Tuple[torch.distributions.Distribution, torch.Tensor]:
+    def _distribution(self, graph: GraphBatch) -> Tuple[DiagGaussian, torch.Tensor]:
         """Action distribution and the actor's node embeddings (reused by a shared critic)."""
         h = self.actor_encoder(graph)
         features = h[graph.root_index]
@@ -142,13 +142,13 @@ class GraphActorCritic(nn.Module):
             h = actor_h if actor_h is not None else self.actor_encoder(graph)
         return self.critic(pool(h, graph)).squeeze(-1)
 
-    def distribution(self, obs: Mapping) -> torch.distributions.Distribution:
+    def distribution(self, obs: Mapping) -> DiagGaussian:
         return self._distribution(self._graph(obs))[0]
 
     def value(self, obs: Mapping) -> torch.Tensor:
         return self._value(self._graph(obs))
 
-    def distribution_and_value(self, obs: Mapping) -> Tuple[torch.distributions.Distribution, torch.Tensor]:
+    def distribution_and_value(self, obs: Mapping) -> Tuple[DiagGaussian, torch.Tensor]:
         """Both heads from one normalisation and batching of ``obs``."""
         graph = self._graph(obs)
         dist, h = self._distribution(graph)

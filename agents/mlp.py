@@ -14,8 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.distributions import DiagGaussianHead
+from agents.distributions import DiagGaussian, DiagGaussianHead
 from agents.normalization import ObservationNormalizer
+from agents.rollout_policy import NumpyMLPPolicy, TorchRolloutPolicy
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 
@@ -71,13 +72,13 @@ class MLPActorCritic(nn.Module):
     def update_normalizer(self, obs: torch.Tensor) -> None:
         self.obs_normalizer.update(obs)
 
-    def distribution(self, obs: torch.Tensor) -> torch.distributions.Distribution:
+    def distribution(self, obs: torch.Tensor) -> DiagGaussian:
         return self.action_head(self.actor_mean(self._features(obs)))
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.critic(self._features(obs)).squeeze(-1)
 
-    def distribution_and_value(self, obs: torch.Tensor) -> Tuple[torch.distributions.Distribution, torch.Tensor]:
+    def distribution_and_value(self, obs: torch.Tensor) -> Tuple[DiagGaussian, torch.Tensor]:
         """Both heads from one normalisation of ``obs``."""
         features = self._features(obs)
         return self.action_head(self.actor_mean(features)), self.critic(features).squeeze(-1)
@@ -94,3 +95,9 @@ class MLPActorCritic(nn.Module):
 
     def critic_parameters(self) -> list:
         return list(self.critic.parameters())
+
+    def rollout_policy(self):
+        """A numpy snapshot for acting during one rollout on the CPU (see agents/rollout_policy.py)."""
+        if self.action_head.log_std.device.type != "cpu":
+            return TorchRolloutPolicy(self, self.action_head.log_std.device)
+        return NumpyMLPPolicy(self)

@@ -18,7 +18,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from agents.buffer import Obs, RolloutBuffer
+from agents.buffer import RolloutBuffer
+from agents.rollout_policy import TorchRolloutPolicy
 
 
 def _make_env(env_id: Union[str, Callable[..., gym.Env]], env_kwargs: Dict[str, Any],
@@ -56,17 +57,6 @@ def make_vector_env(env_id: Union[str, Callable[..., gym.Env]], env_kwargs: Opti
     if seed is not None:
         envs.action_space.seed(seed)
     return envs
-
-
-def obs_to_tensor(obs: Union[np.ndarray, Dict[str, np.ndarray]], device: Union[str, torch.device] = "cpu") -> Obs:
-    """Batched numpy observation (array or dict of arrays) to tensors; floats become float32."""
-    def convert(x):
-        t = torch.as_tensor(np.asarray(x), device=device)
-        return t.float() if t.is_floating_point() else t
-
-    if isinstance(obs, dict):
-        return {k: convert(v) for k, v in obs.items()}
-    return convert(obs)
 
 
 def stack_obs(observations: List[Any]) -> Union[np.ndarray, Dict[str, np.ndarray]]:
@@ -119,15 +109,20 @@ class RolloutCollector:
         self.action_low, self.action_high = space.low, space.high
         self.obs, _ = envs.reset(seed=seed)
 
-    def _final_values(self, info: Dict[str, Any], truncated: np.ndarray, terminated: np.ndarray) -> torch.Tensor:
+    def _rollout_policy(self):
+        """The model's own numpy-in/numpy-out policy when it has one (``rollout_policy()``), else a wrapper."""
+        if hasattr(self.model, "rollout_policy"):
+            return self.model.rollout_policy()
+        return TorchRolloutPolicy(self.model, self.buffer.device)
+
+    def _final_values(self, policy, info: Dict[str, Any], truncated: np.ndarray, terminated: np.ndarray
+                      ) -> np.ndarray:
         """V(true final obs) for envs truncated (and not terminated) at this step, 0 elsewhere."""
-        values = torch.zeros(self.envs.num_envs)
+        values = np.zeros(self.envs.num_envs, dtype=np.float32)
         envs = np.flatnonzero(truncated & ~terminated)
         if not self.bootstrap_truncated or len(envs) == 0:
             return values
-        final_obs = obs_to_tensor(stack_obs([info["final_obs"][i] for i in envs]), self.buffer.device)
-        with torch.no_grad():
-            values[torch.as_tensor(envs)] = self.model.value(final_obs).float().cpu()
+        values[envs] = policy.value(stack_obs([info["final_obs"][i] for i in envs]))
         return values
 
     def collect(self, num_steps: Optional[int] = None) -> Dict[str, list]:
@@ -140,21 +135,18 @@ class RolloutCollector:
         if num_steps is not None and num_steps != buffer.num_steps:
             raise ValueError(f"num_steps={num_steps} differs from the buffer size {buffer.num_steps}")
         buffer.reset()
+        policy = self._rollout_policy()  # fixed for the whole rollout
         stats = {"returns": [], "lengths": [], "successes": []}
         for _ in range(buffer.num_steps):
-            obs = obs_to_tensor(self.obs, buffer.device)
-            with torch.no_grad():
-                action, log_prob, value = self.model.act(obs)
-            env_action = np.clip(action.cpu().numpy(), self.action_low, self.action_high)
+            obs = self.obs
+            action, log_prob, value = policy.act(obs)
+            env_action = np.clip(action, self.action_low, self.action_high)
             self.obs, reward, terminated, truncated, info = self.envs.step(env_action)
-            bootstrap = self._final_values(info, truncated, terminated)
-            buffer.add(obs, action, log_prob, value, torch.as_tensor(reward), torch.as_tensor(terminated),
-                       torch.as_tensor(truncated), bootstrap)
+            bootstrap = self._final_values(policy, info, truncated, terminated)
+            buffer.add(obs, action, log_prob, value, reward, terminated, truncated, bootstrap)
             for key, values in episode_stats_from_info(info).items():
                 stats[key].extend(values)
-        with torch.no_grad():
-            last_values = self.model.value(obs_to_tensor(self.obs, buffer.device))
-        buffer.finish(last_values)
+        buffer.finish(torch.as_tensor(policy.value(self.obs)))
         if self.training:  # after every value of this rollout was computed with the same statistics
             self.model.update_normalizer(buffer.full_batch().obs)
         return stats

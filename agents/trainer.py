@@ -51,7 +51,8 @@ from agents.buffer import RolloutBuffer
 from agents.config import dataclass_from, to_container, validate_train_config
 from agents.logger import Logger
 from agents.ppo import PPO, PPOConfig
-from agents.rollout import RolloutCollector, make_vector_env, obs_to_tensor, stack_obs
+from agents.rollout import RolloutCollector, make_vector_env, stack_obs
+from agents.rollout_policy import obs_to_tensor
 from agents.trpo import TRPO, TRPOConfig
 
 # ------------------------------------------------------------------ envs

@@ -21,6 +21,7 @@ from torch import nn
 
 from agents.buffer import RolloutBatch, RolloutBuffer, explained_variance
 from agents.distributions import detach_distribution, mean_gaussian_kl
+from agents.gradients import clip_grad_norm
 
 
 @dataclass
@@ -183,7 +184,7 @@ class TRPO:
                 self.critic_optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.critic_max_grad_norm is not None:
-                    nn.utils.clip_grad_norm_(params, cfg.critic_max_grad_norm)
+                    clip_grad_norm(params, cfg.critic_max_grad_norm)
                 self.critic_optimizer.step()
                 losses.append(float(loss.detach()))
         return sum(losses) / len(losses)

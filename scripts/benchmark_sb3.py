@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import ctypes
 import functools
 import json
@@ -354,6 +355,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--steps-pendulum", type=int, default=TASKS["pendulum"].default_steps)
     parser.add_argument("--steps-peg", type=int, default=TASKS["peg"].default_steps)
     parser.add_argument("--algos", nargs="+", choices=ALGOS, default=list(ALGOS))
+    parser.add_argument("--vectorization", choices=["task", "sync", "async"], default="task",
+                        help="sync: all envs in the training process (SyncVectorEnv / DummyVecEnv); async: one "
+                             "worker process per env (AsyncVectorEnv / SubprocVecEnv); task: each task's default")
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--eval-seed", type=int, default=10_000, help="held out: training seeds are small")
     parser.add_argument("--out", type=Path, default=Path("outputs/benchmark_sb3.json"))
@@ -374,7 +378,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     results: List[RunResult] = []
 
     def write(final: bool) -> Dict[str, Any]:
-        summary = {"tasks": args.tasks, "seeds": args.seeds, "algos": args.algos,
+        summary = {"tasks": args.tasks, "seeds": args.seeds, "vectorization": args.vectorization, "algos": args.algos,
                    "steps": {t: steps[t] for t in args.tasks}, "eval_episodes": args.eval_episodes,
                    "eval_seed": args.eval_seed, "complete": final, "results": aggregate(results), "out": str(out)}
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -385,6 +389,8 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     for task_name in args.tasks:
         task = TASKS[task_name]
+        if args.vectorization != "task":
+            task = dataclasses.replace(task, async_envs=args.vectorization == "async")
         for seed in args.seeds:  # interleaved: every algorithm per seed, so load drift affects all alike
             for algo in args.algos:
                 run_dir = run_root / task_name / algo / f"seed{seed}"

@@ -96,3 +96,20 @@ def test_lr_annealing_state_dict_and_config_validation():
         PPO(model, PPOConfig(kl_penalty=True))
     with pytest.raises(ValueError, match="progress"):
         ppo.update(buffer, progress=1.5)
+
+
+def test_clip_grad_norm_matches_torch():
+    from agents.gradients import clip_grad_norm
+
+    torch.manual_seed(0)
+    for scale in (0.01, 10.0):  # below and above the limit
+        params = [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(3))]
+        reference = [torch.nn.Parameter(p.detach().clone()) for p in params]
+        for p, r in zip(params, reference):
+            p.grad = scale * torch.randn_like(p)
+            r.grad = p.grad.clone()
+        norm = clip_grad_norm(params, 0.5)
+        expected = torch.nn.utils.clip_grad_norm_(reference, 0.5)
+        torch.testing.assert_close(norm, expected)
+        for p, r in zip(params, reference):
+            torch.testing.assert_close(p.grad, r.grad)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from agents.buffer import RolloutBuffer
-from agents.distributions import DiagGaussianHead, detach_distribution, mean_gaussian_kl
+from agents.distributions import DiagGaussian, DiagGaussianHead, detach_distribution, mean_gaussian_kl
 from agents.mlp import MLPActorCritic
 from agents.trpo import TRPO, TRPOConfig, conjugate_gradient, get_flat_params, make_fisher_vector_product
 
@@ -66,7 +66,7 @@ def test_fisher_vector_product_matches_explicit_fisher():
     # Same matrix as the Hessian of the mean KL at theta = theta_old.
     def kl_of(flat):
         W, log_std = flat[:6].view(2, 3), flat[6:]
-        new = torch.distributions.Independent(torch.distributions.Normal(obs @ W.T, log_std.exp()), 1)
+        new = DiagGaussian(obs @ W.T, log_std)
         return mean_gaussian_kl(old, new)
 
     H = torch.autograd.functional.hessian(kl_of, get_flat_params(params))
