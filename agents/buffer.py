@@ -195,10 +195,21 @@ class RolloutBuffer:
 
     def minibatches(self, minibatch_size: int, generator: Optional[torch.Generator] = None
                     ) -> Iterator[RolloutBatch]:
-        """One shuffled pass over the T*N samples; the last minibatch may be smaller."""
+        """One shuffled pass over the T*N samples; the last minibatch may be smaller.
+
+        The whole rollout is gathered into the shuffled order once, and minibatches
+        are contiguous slices (views) of it: one gather per field per epoch instead
+        of one per field per minibatch.
+        """
         total = self.num_steps * self.num_envs
         if minibatch_size < 1:
             raise ValueError(f"minibatch_size must be >= 1, got {minibatch_size}")
-        order = torch.randperm(total, generator=generator).to(self.device)
+        shuffled = self._select(torch.randperm(total, generator=generator).to(self.device))
         for start in range(0, total, minibatch_size):
-            yield self._select(order[start:start + minibatch_size])
+            yield _slice(shuffled, slice(start, start + minibatch_size))
+
+
+def _slice(batch: RolloutBatch, part: slice) -> RolloutBatch:
+    obs = {k: v[part] for k, v in batch.obs.items()} if isinstance(batch.obs, dict) else batch.obs[part]
+    return RolloutBatch(batch.indices[part], obs, batch.actions[part], batch.log_probs[part], batch.values[part],
+                        batch.advantages[part], batch.returns[part])
