@@ -1,10 +1,12 @@
 """Our PPO/TRPO against stable-baselines3's PPO and sb3-contrib's TRPO, on equal terms.
 
-Full benchmark (run it when the machine is otherwise idle: timing is part of the result)::
+Full benchmark (run it when the machine is otherwise idle: timing is part of the
+result). README's table came from these three runs (about 45 minutes on 2 cores)::
 
-    python scripts/benchmark_sb3.py --tasks pendulum peg --seeds 0 1 2 \\
-        --steps-pendulum 100000 --steps-peg 100000 \\
-        --algos ours_ppo ours_trpo sb3_ppo sb3_trpo sb3_ppo_default sb3_trpo_default --out outputs/benchmark_sb3.json
+    python scripts/benchmark_sb3.py --tasks pendulum --seeds 0 1 2 3 4 --out docs/benchmarks/benchmark_sb3_pendulum.json
+    python scripts/benchmark_sb3.py --tasks peg --seeds 0 1 2 --out docs/benchmarks/benchmark_sb3_peg.json
+    python scripts/benchmark_sb3.py --tasks peg --seeds 0 1 2 --vectorization sync \
+        --algos ours_ppo ours_trpo sb3_ppo sb3_trpo --out docs/benchmarks/benchmark_sb3_peg_sync.json
 
 What is held equal (``TASKS`` below holds the shared hyperparameters of each task):
 
