@@ -40,8 +40,6 @@ class DiagGaussian:
     def stddev(self) -> torch.Tensor:
         return self.log_std.exp().expand_as(self.loc)
 
-    scale = stddev
-
     def sample(self) -> torch.Tensor:
         with torch.no_grad():
             return self.loc + torch.randn_like(self.loc) * self.log_std.exp()
@@ -96,8 +94,3 @@ def gaussian_kl(p: DiagGaussian, q: DiagGaussian) -> torch.Tensor:
 def mean_gaussian_kl(p: DiagGaussian, q: DiagGaussian) -> torch.Tensor:
     """Batch mean of KL(p || q), a scalar (TRPO's constraint, PPO's logging)."""
     return gaussian_kl(p, q).mean()
-
-
-def detach_distribution(dist: DiagGaussian) -> DiagGaussian:
-    """Same Gaussian with gradients cut, e.g. the "old" policy of a trust region."""
-    return dist.detach()

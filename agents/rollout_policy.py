@@ -18,15 +18,15 @@ rounding (tests/test_rollout_policy.py).
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Dict, List, Tuple, Union
 
 import numpy as np
 import torch
 from torch import nn
 
+from agents.distributions import LOG_SQRT_2PI
+
 NumpyObs = Union[np.ndarray, Dict[str, np.ndarray]]
-LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 def obs_to_tensor(obs: NumpyObs, device: Union[str, torch.device]) -> Any:

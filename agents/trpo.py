@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from agents.buffer import RolloutBatch, RolloutBuffer, explained_variance
-from agents.distributions import detach_distribution, mean_gaussian_kl
+from agents.distributions import mean_gaussian_kl
 from agents.gradients import clip_grad_norm
 
 
@@ -131,7 +131,7 @@ class TRPO:
         cfg = self.config
         params = self.model.actor_parameters()
         with torch.no_grad():
-            old_dist = detach_distribution(self.model.distribution(batch.obs))
+            old_dist = self.model.distribution(batch.obs).detach()
             old_log_probs = old_dist.log_prob(batch.actions)
         advantages = batch.advantages
         if cfg.normalize_advantages and advantages.numel() > 1:

@@ -20,7 +20,7 @@ def test_log_prob_entropy_and_kl_match_torch_distributions():
     torch.testing.assert_close(p.entropy(), reference(loc, log_std).entropy())
     torch.testing.assert_close(gaussian_kl(p, q), kl_divergence(reference(loc, log_std), reference(loc2, log_std2)))
     assert p.entropy().shape == (5,) and p.log_prob(action).shape == (5,)
-    torch.testing.assert_close(p.scale, log_std.exp().expand(5, 3))
+    torch.testing.assert_close(p.stddev, log_std.exp().expand(5, 3))
 
 
 def test_gradients_match_and_sampling_has_the_right_moments():

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from agents.buffer import RolloutBuffer
-from agents.distributions import DiagGaussian, DiagGaussianHead, detach_distribution, mean_gaussian_kl
+from agents.distributions import DiagGaussian, DiagGaussianHead, mean_gaussian_kl
 from agents.mlp import MLPActorCritic
 from agents.trpo import TRPO, TRPOConfig, conjugate_gradient, get_flat_params, make_fisher_vector_product
 
@@ -53,7 +53,7 @@ def test_fisher_vector_product_matches_explicit_fisher():
     policy = LinearGaussianPolicy()
     obs = torch.randn(16, 3, dtype=torch.float64)
     params = policy.actor_parameters()
-    old = detach_distribution(policy.distribution(obs))
+    old = policy.distribution(obs).detach()
     damping = 0.1
     fvp = make_fisher_vector_product(mean_gaussian_kl(old, policy.distribution(obs)), params, damping)
 
@@ -99,7 +99,7 @@ def test_trpo_update_respects_trust_region_and_only_moves_actor_by_natural_step(
     buffer = random_rollout(model)
     batch = buffer.full_batch()
     with torch.no_grad():
-        old = detach_distribution(model.distribution(batch.obs))
+        old = model.distribution(batch.obs).detach()
     critic_before = get_flat_params(model.critic_parameters()).clone()
     trpo = TRPO(model, TRPOConfig(max_kl=0.01, critic_epochs=1))
     metrics = trpo.update(buffer, progress=0.0)
