@@ -175,6 +175,9 @@ class TrainConfig:
     num_envs: int = 8
     rollout_steps: int = 256  # steps per env per update (batch = num_envs * rollout_steps)
     async_envs: bool = True  # one process per env (AsyncVectorEnv); false: all in this process
+    # Info entries the training envs pass to the loop (the loop reads only is_success); null: all.
+    # Dropping the rest in the env saves the vector env's per-step merging (agents/rollout.py).
+    info_keys: Optional[List[str]] = field(default_factory=lambda: ["is_success"])
     device: str = "cpu"
     torch_threads: int = 1  # torch intra-op threads; small nets are fastest with 1, and cores are shared
     checkpoint_every: int = 10  # updates between checkpoints/latest.pt (also written at the end)

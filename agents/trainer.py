@@ -104,7 +104,7 @@ def make_training_envs(cfg: DictConfig) -> gym.vector.VectorEnv:
     # workers' arguments, and gymnasium's shared-memory observation buffers cannot be pickled.
     context = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
     return make_vector_env(factory, env_kwargs(cfg.env), num_envs=cfg.num_envs, seed=cfg.seed,
-                           asynchronous=cfg.async_envs, context=context)
+                           asynchronous=cfg.async_envs, context=context, info_keys=cfg.info_keys)
 
 
 # ------------------------------------------------------ model, algorithm

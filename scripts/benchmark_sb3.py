@@ -10,7 +10,8 @@ result). README's table came from these three runs (about 45 minutes on 2 cores)
 
 What is held equal (``TASKS`` below holds the shared hyperparameters of each task):
 
-- environment (same id, kwargs and time limit), total env steps, number of envs
+- environment (same id, kwargs and time limit; both pass on only the info entries
+  our training envs keep, ``KeepInfoKeys``), total env steps, number of envs
   and their vectorization (peg: one worker process each, our ``AsyncVectorEnv``
   and SB3's ``SubprocVecEnv``, both started with ``fork``; Pendulum: in-process,
   ``SyncVectorEnv`` and ``DummyVecEnv``), steps per env per rollout;
@@ -74,6 +75,8 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 import envs  # noqa: E402,F401  (registers GraphInsertion/PegInsertion-v0)
+from agents.config import TrainConfig  # noqa: E402
+from agents.rollout import KeepInfoKeys  # noqa: E402
 from agents.trainer import make_env  # noqa: E402
 
 TRAIN = ROOT / "scripts" / "train.py"
@@ -81,6 +84,7 @@ EVALUATE = ROOT / "scripts" / "evaluate.py"
 # sb3_* use our update schedule (minibatch, epochs, target KL, CG iterations: a like-for-like
 # comparison); sb3_*_default keep SB3's own schedule defaults, as a user who only sets the
 # shared settings would run it. Both share everything else.
+TRAIN_INFO_KEYS = TrainConfig().info_keys  # what our training envs pass on (configs/train.yaml: info_keys)
 ALGOS = ("ours_ppo", "ours_trpo", "sb3_ppo", "sb3_trpo", "sb3_ppo_default", "sb3_trpo_default")
 
 
@@ -217,6 +221,12 @@ def run_ours(algo: str, task: Task, seed: int, steps: int, run_dir: Path, episod
 # ------------------------------------------------------------------- SB3
 
 
+def _sb3_training_env(task: Task) -> gym.Env:
+    """The env SB3 trains on: as ours, passing on only the info entries our training envs keep."""
+    env = gym.make(task.env_id, max_episode_steps=task.max_episode_steps, **task.env_kwargs)
+    return KeepInfoKeys(env, TRAIN_INFO_KEYS)
+
+
 def run_sb3(algo: str, task: Task, seed: int, steps: int, run_dir: Path, episodes: int, eval_seed: int
             ) -> RunResult:
     """SB3 PPO / sb3-contrib TRPO on VecNormalize(SubprocVecEnv); timed from env creation to the end of learn."""
@@ -230,7 +240,7 @@ def run_sb3(algo: str, task: Task, seed: int, steps: int, run_dir: Path, episode
     policy_kwargs = dict(net_arch=dict(pi=list(s.hidden), vf=list(s.hidden)), activation_fn=nn.Tanh,
                          ortho_init=True, log_std_init=0.0)
     start = time.perf_counter()
-    env_fn = functools.partial(gym.make, task.env_id, max_episode_steps=task.max_episode_steps, **task.env_kwargs)
+    env_fn = functools.partial(_sb3_training_env, task)
     if task.async_envs:  # fork: as gymnasium's AsyncVectorEnv here
         vectorization = dict(vec_env_cls=SubprocVecEnv, vec_env_kwargs=dict(start_method="fork"))
     else:

@@ -34,7 +34,8 @@ class CounterEnv(gym.Env):
     def step(self, action):
         self.t += 1
         terminated = self.episode % 2 == 1 and self.t == 3
-        return self._obs(float(action[0])), 1.0, terminated, False, {"is_success": terminated}
+        return self._obs(float(action[0])), 1.0, terminated, False, {"is_success": terminated, "t": self.t,
+                                                                     "terms": {"a": 1.0}}
 
 
 class EchoModel(nn.Module):
@@ -119,3 +120,30 @@ def test_collector_without_training_flag_leaves_normalizer_alone_and_checks_size
     with pytest.raises(ValueError, match="envs"):
         RolloutCollector(envs, model, RolloutBuffer(4, 3))
     envs.close()
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_info_keys_keep_only_the_listed_entries_and_the_episode_statistics(asynchronous):
+    envs = make_vector_env(CounterEnv, num_envs=2, seed=0, asynchronous=asynchronous, max_episode_steps=5,
+                           info_keys=["is_success"])
+    try:
+        envs.reset(seed=0)
+        _, *_, info = envs.step(np.zeros((2, 1), np.float32))
+        assert set(info) == {"is_success", "_is_success"}
+        for _ in range(2):
+            _, *_, info = envs.step(np.zeros((2, 1), np.float32))
+        final = info["final_info"]
+        assert set(final) == {"is_success", "_is_success", "episode", "_episode"}
+        assert final["is_success"].tolist() == [True, True] and final["episode"]["l"].tolist() == [3, 3]
+    finally:
+        envs.close()
+
+
+def test_info_keys_none_keeps_every_entry_and_a_bare_string_is_refused():
+    envs = make_vector_env(CounterEnv, num_envs=2, seed=0, asynchronous=False, max_episode_steps=5)
+    envs.reset(seed=0)
+    _, *_, info = envs.step(np.zeros((2, 1), np.float32))
+    assert {"is_success", "t", "terms"} <= set(info) and info["terms"]["a"].tolist() == [1.0, 1.0]
+    envs.close()
+    with pytest.raises(ValueError, match="info_keys must be a list"):
+        make_vector_env(CounterEnv, num_envs=2, asynchronous=False, info_keys="is_success")
