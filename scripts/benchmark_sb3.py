@@ -345,12 +345,33 @@ def mean_std(values: List[Optional[float]]) -> Optional[tuple]:
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
+def mean_difference_ci(ours: List[float], theirs: List[float], resamples: int = 10_000, seed: int = 0
+                       ) -> Optional[tuple]:
+    """(mean(ours) - mean(theirs), 2.5th and 97.5th percentile of its bootstrap distribution).
+
+    Seeds are not paired across libraries (seed k draws different random
+    streams in each), so each side's seeds are resampled independently
+    (percentile bootstrap, Efron & Tibshirani 1993, ch. 13). An interval that
+    contains 0 means the seeds cannot tell the two apart.
+    """
+    ours_arr, theirs_arr = np.asarray([v for v in ours if v is not None], float), \
+        np.asarray([v for v in theirs if v is not None], float)
+    if ours_arr.size == 0 or theirs_arr.size == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    boot = rng.choice(ours_arr, (resamples, ours_arr.size)).mean(1) - \
+        rng.choice(theirs_arr, (resamples, theirs_arr.size)).mean(1)
+    low, high = np.percentile(boot, [2.5, 97.5])
+    return float(ours_arr.mean() - theirs_arr.mean()), float(low), float(high)
+
+
 def aggregate(results: List[RunResult]) -> Dict[str, Dict[str, Dict[str, Any]]]:
     """{task: {algo: means over seeds}}, with wall-clock ratios ours/SB3 on the 'ours_*' rows."""
     table: Dict[str, Dict[str, Dict[str, Any]]] = {}
     for r in results:
         table.setdefault(r.task, {}).setdefault(r.algo, {"runs": []})["runs"].append(r)
     for rows in table.values():
+        runs_of = {algo: row["runs"] for algo, row in rows.items()}
         for row in rows.values():
             runs = row.pop("runs")
             row.update(seeds=[r.seed for r in runs], env_steps=int(np.mean([r.env_steps for r in runs])),
@@ -362,6 +383,11 @@ def aggregate(results: List[RunResult]) -> Dict[str, Dict[str, Dict[str, Any]]]:
             if ours and theirs:
                 ours["wall_ratio_vs_sb3"] = ours["wall_s"] / theirs["wall_s"]
                 ours["loop_ratio_vs_sb3"] = ours["loop_s"] / theirs["loop_s"]
+                mine, sb3 = runs_of[f"ours_{kind}"], runs_of[f"sb3_{kind}"]
+                ours["return_diff_vs_sb3"] = mean_difference_ci([r.mean_return for r in mine],
+                                                                [r.mean_return for r in sb3])
+                ours["success_diff_vs_sb3"] = mean_difference_ci([r.success_rate for r in mine],
+                                                                 [r.success_rate for r in sb3])
             if ours and default:
                 ours["loop_ratio_vs_sb3_default"] = ours["loop_s"] / default["loop_s"]
     return table
@@ -374,18 +400,23 @@ def markdown_table(table: Dict[str, Dict[str, Dict[str, Any]]], episodes: int) -
     def ratio(value: Optional[float]) -> str:
         return "-" if value is None else f"{value:.2f}"
 
+    def diff(value: Optional[tuple], digits: int) -> str:
+        return "-" if value is None else f"{value[0]:+.{digits}f} [{value[1]:+.{digits}f}, {value[2]:+.{digits}f}]"
+
     lines = [f"final policy: {episodes} deterministic episodes; ± = std over seeds; "
-             "ratios = ours / SB3 with our schedule, and loop time ours / SB3 with its default schedule", "",
+             "ratios = ours / SB3 with our schedule, and loop time ours / SB3 with its default schedule; "
+             "vs SB3 = difference of means ours - SB3 (our schedule) [95% bootstrap interval over seeds]", "",
              "| task | algorithm | seeds | env steps | return | success | wall s | loop s | wall ratio | loop ratio "
-             "| loop ratio vs SB3 defaults |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| loop ratio vs SB3 defaults | return vs SB3 | success vs SB3 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for task, rows in table.items():
         for algo in sorted(rows, key=ALGOS.index):
             row = rows[algo]
             lines.append(f"| {task} | {algo} | {len(row['seeds'])} | {row['env_steps']} | {pm(row['return'], 1)} | "
                          f"{pm(row['success_rate'], 2)} | {row['wall_s']:.1f} | {row['loop_s']:.1f} | "
                          f"{ratio(row.get('wall_ratio_vs_sb3'))} | {ratio(row.get('loop_ratio_vs_sb3'))} | "
-                         f"{ratio(row.get('loop_ratio_vs_sb3_default'))} |")
+                         f"{ratio(row.get('loop_ratio_vs_sb3_default'))} | {diff(row.get('return_diff_vs_sb3'), 1)} | "
+                         f"{diff(row.get('success_diff_vs_sb3'), 2)} |")
     return "\n".join(lines)
 
 

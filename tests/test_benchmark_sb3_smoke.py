@@ -35,8 +35,28 @@ def test_benchmark_sb3_smoke(tmp_path: Path):
         assert row["success_rate"] is None, algo  # Pendulum reports no success
         assert row["wall_s"] > 0 and row["loop_s"] > 0, algo
     for kind in ("ppo", "trpo"):
-        assert rows[f"ours_{kind}"]["wall_ratio_vs_sb3"] > 0
+        ours = rows[f"ours_{kind}"]
+        assert ours["wall_ratio_vs_sb3"] > 0
+        # one seed per side: the bootstrap interval collapses onto the difference of the two returns
+        difference = ours["return"][0] - rows[f"sb3_{kind}"]["return"][0]
+        assert ours["return_diff_vs_sb3"] == pytest.approx([difference] * 3)
+        assert ours["success_diff_vs_sb3"] is None
 
     details = json.loads(out.read_text())
     assert len(details["runs"]) == len(ALGOS)
     assert "| pendulum | sb3_trpo |" in proc.stdout  # the markdown table
+
+
+def test_mean_difference_ci_against_hand_computed_cases():
+    sys.path.insert(0, str(SCRIPT.parent))
+    from benchmark_sb3 import mean_difference_ci
+
+    assert mean_difference_ci([5.0], [2.0]) == (3.0, 3.0, 3.0)
+    # clearly separated seeds: the interval lies between the extreme resamples and excludes 0
+    diff, low, high = mean_difference_ci([1.0, 2.0, 3.0], [0.0, 0.0, 0.0])
+    assert diff == pytest.approx(2.0) and 1.0 <= low < 2.0 < high <= 3.0
+    # the same spread on both sides: centred on 0, which the interval contains
+    diff, low, high = mean_difference_ci([0.0, 1.0, 0.0, 1.0], [1.0, 0.0, 1.0, 0.0])
+    assert diff == 0.0 and low < 0.0 < high
+    assert mean_difference_ci([None, 1.0], [0.5]) == (0.5, 0.5, 0.5)  # runs without a value are left out
+    assert mean_difference_ci([None], [1.0]) is None
