@@ -1,11 +1,11 @@
 """Proximal Policy Optimization (Schulman et al. 2017), clipped and/or KL-penalty variants.
 
-Old log-probs are recomputed at the start of each update, with the current
-parameters and the current observation normaliser. The normaliser lives in the
-model and its statistics moved during the rollout, so the log-probs stored at
-acting time belong to a slightly different function of the raw observations;
-recomputing makes the first ratio exactly 1, and the clip range, the KL early
-stop and the KL penalty all measure the change made by *this* update.
+Old log-probs are recomputed at the start of each update with the parameters
+and observation statistics that acted (the trainer merges a rollout into the
+normaliser only after its update). They equal the stored ones up to float
+rounding (rollouts may act through a numpy copy of the policy); recomputing
+makes the first ratio exactly 1, so the clip range, the KL early stop and the
+KL penalty all measure the change made by *this* update.
 """
 
 from __future__ import annotations

@@ -122,23 +122,23 @@ def episode_stats_from_info(info: Dict[str, Any]) -> Dict[str, list]:
 class RolloutCollector:
     """Steps the vector env with the model and fills a ``RolloutBuffer``.
 
-    ``training=True`` merges the rollout's observations into the model's
-    observation normaliser once the rollout is complete. The policy and the
-    value function therefore stay fixed for the whole rollout (stored
-    log-probs, values and bootstrap values all come from one function), and the
-    statistics cost one batched update instead of one per step. ``bootstrap_truncated=False`` treats
-    time-limit truncation as termination (only for ablations/tests).
+    The policy and the value function stay fixed for the whole rollout: stored
+    log-probs, values and bootstrap values all come from one function. The
+    collector never moves the observation normaliser; the trainer merges the
+    rollout into it after the update (``agents/trainer.py``), so the update
+    sees the observations exactly as the acting policy did.
+    ``bootstrap_truncated=False`` treats time-limit truncation as termination
+    (only for ablations/tests).
     """
 
     def __init__(self, envs: gym.vector.VectorEnv, model: torch.nn.Module, buffer: RolloutBuffer,
-                 seed: Optional[int] = None, training: bool = True, bootstrap_truncated: bool = True):
+                 seed: Optional[int] = None, bootstrap_truncated: bool = True):
         if buffer.num_envs != envs.num_envs:
             raise ValueError(f"buffer has {buffer.num_envs} envs but the vector env has {envs.num_envs}")
         space = envs.single_action_space
         if not isinstance(space, gym.spaces.Box):
             raise ValueError(f"RolloutCollector supports Box action spaces, got {space}")
         self.envs, self.model, self.buffer = envs, model, buffer
-        self.training = training
         self.bootstrap_truncated = bootstrap_truncated
         self.action_low, self.action_high = space.low, space.high
         self.obs, _ = envs.reset(seed=seed)
@@ -181,6 +181,4 @@ class RolloutCollector:
             for key, values in episode_stats_from_info(info).items():
                 stats[key].extend(values)
         buffer.finish(torch.as_tensor(policy.value(self.obs)))
-        if self.training:  # after every value of this rollout was computed with the same statistics
-            self.model.update_normalizer(buffer.full_batch().obs)
         return stats

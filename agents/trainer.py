@@ -325,9 +325,13 @@ def train(cfg: DictConfig, run_dir: Path, checkpoint: Optional[Mapping] = None) 
     try:
         with stop:
             while state.global_step < cfg.total_steps and not stop.requested:
-                # Collect a rollout and update the policy (progress drives lr annealing).
+                # Collect a rollout and update the policy (progress drives lr annealing), then merge the
+                # rollout into the observation statistics: acting, the stored log-probs and values, and
+                # the update all normalise with the same statistics, so the update's importance ratios
+                # are taken against the policy that really collected the data.
                 stats = collector.collect(cfg.rollout_steps)
                 update_metrics = algorithm.update(buffer, progress=min(1.0, state.global_step / cfg.total_steps))
+                model.update_normalizer(buffer.full_batch().obs)
                 state.global_step += batch_size
                 state.updates += 1
                 state.recent_returns.extend(stats["returns"])

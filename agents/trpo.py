@@ -7,8 +7,8 @@ boundary sqrt(2 delta / s^T F s), then backtrack until the mean KL is within
 delta and the surrogate improves. The critic is fitted separately with Adam.
 Only ``model.actor_parameters()`` take part in the natural-gradient step.
 
-As in PPO, the old policy is recomputed with the current observation
-normaliser at the start of the update (see agents/ppo.py).
+As in PPO, the old policy is recomputed at the start of the update, with the
+observation statistics that acted (see agents/ppo.py).
 """
 
 from __future__ import annotations

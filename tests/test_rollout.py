@@ -103,18 +103,17 @@ def test_collector_keeps_terminated_and_truncated_apart_and_bootstraps_final_obs
     # raw (unclipped) actions are stored; the env received the clipped action
     assert torch.all(buffer.actions == 5.0)
     assert torch.all(buffer.obs[1:, :, 1][buffer.obs[1:, :, 0] > 0] == 1.0)
-    assert model.normalizer_calls == 1 and model.normalizer_batch == 20  # once, with the whole rollout
+    assert model.normalizer_calls == 0  # the trainer merges the rollout after its update
     assert stats == {"returns": [3.0, 3.0, 5.0, 5.0], "lengths": [3, 3, 5, 5], "successes": [1.0, 1.0, 0.0, 0.0]}
     # GAE at the truncation step bootstraps from 5: delta = 1 + 0.9 * 5 - 4
     assert buffer.advantages[7, 0].item() == pytest.approx(1 + 0.9 * 5 - 4)
 
 
-def test_collector_without_training_flag_leaves_normalizer_alone_and_checks_sizes():
+def test_collector_checks_sizes():
     envs = make_vector_env(CounterEnv, num_envs=2, asynchronous=False, max_episode_steps=5)
     model = EchoModel()
-    collector = RolloutCollector(envs, model, RolloutBuffer(4, 2), training=False)
+    collector = RolloutCollector(envs, model, RolloutBuffer(4, 2))
     collector.collect()
-    assert model.normalizer_calls == 0
     with pytest.raises(ValueError, match="num_steps"):
         collector.collect(8)
     with pytest.raises(ValueError, match="envs"):

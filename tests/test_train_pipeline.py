@@ -182,6 +182,35 @@ def _pendulum_model(hidden=(16, 16)):
     return model, env.observation_space, env.action_space
 
 
+@pytest.mark.parametrize("agent", ["ppo", "trpo"])
+def test_each_update_sees_the_observation_statistics_that_acted(tmp_path, monkeypatch, agent):
+    """The trainer merges a rollout into the normaliser after its update, never before.
+
+    Merging first would make the update's "old" policy a different function
+    from the one that collected the data: its log-probs would no longer match
+    the stored ones once the statistics moved.
+    """
+    import agents.trainer as trainer
+
+    seen = []
+    algorithm_class = trainer.PPO if agent == "ppo" else trainer.TRPO
+    original_update = algorithm_class.update
+
+    def spying_update(self, buffer, progress=0.0):
+        batch = buffer.full_batch()
+        with torch.no_grad():
+            log_probs = self.model.distribution(batch.obs).log_prob(batch.actions)
+        seen.append((float(self.model.obs_normalizer.obs.count), float((log_probs - batch.log_probs).abs().max())))
+        return original_update(self, buffer, progress)
+
+    monkeypatch.setattr(algorithm_class, "update", spying_update)
+    cfg = compose_train([*PENDULUM, f"agent={agent}", "total_steps=512", "async_envs=false",
+                         "logger.wandb.mode=disabled"])
+    trainer.train(cfg, tmp_path / "run")
+    assert [count for count, _ in seen] == [0.0, 128.0, 256.0, 384.0]  # rollouts merged before update k: k - 1
+    assert max(gap for _, gap in seen) < 1e-4  # the stored log-probs are the acting policy's, under these stats
+
+
 def test_checkpoint_round_trip_gives_identical_actions(tmp_path):
     torch.manual_seed(0)
     model, obs_space, action_space = _pendulum_model()
