@@ -1,12 +1,12 @@
 """Our PPO/TRPO against stable-baselines3's PPO and sb3-contrib's TRPO, on equal terms.
 
 Full benchmark (run it when the machine is otherwise idle: timing is part of the
-result). README's table came from these three runs (about 45 minutes on 2 cores)::
+result). README's table came from these two runs (about 53 minutes on 2 cores)::
 
-    python scripts/benchmark_sb3.py --tasks pendulum --seeds 0 1 2 3 4 --out docs/benchmarks/benchmark_sb3_pendulum.json
-    python scripts/benchmark_sb3.py --tasks peg --seeds 0 1 2 --out docs/benchmarks/benchmark_sb3_peg.json
-    python scripts/benchmark_sb3.py --tasks peg --seeds 0 1 2 --vectorization sync \
-        --algos ours_ppo ours_trpo sb3_ppo sb3_trpo --out docs/benchmarks/benchmark_sb3_peg_sync.json
+    python scripts/benchmark_sb3.py --tasks peg --seeds 0 1 2 3 4 5 6 7 8 9 \
+        --algos ours_ppo ours_trpo sb3_ppo sb3_trpo --out docs/benchmarks/benchmark_sb3_peg.json
+    python scripts/benchmark_sb3.py --tasks pendulum --seeds 0 1 2 3 4 5 6 7 8 9 \
+        --algos ours_ppo ours_trpo sb3_ppo sb3_trpo --out docs/benchmarks/benchmark_sb3_pendulum.json
 
 What is held equal (``TASKS`` below holds the shared hyperparameters of each task):
 
