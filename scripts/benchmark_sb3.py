@@ -85,10 +85,10 @@ from agents.trainer import make_env  # noqa: E402
 
 TRAIN = ROOT / "scripts" / "train.py"
 EVALUATE = ROOT / "scripts" / "evaluate.py"
+TRAIN_INFO_KEYS = TrainConfig().info_keys  # what our training envs pass on (configs/train.yaml: info_keys)
 # sb3_* use our update schedule (minibatch, epochs, target KL, CG iterations: a like-for-like
 # comparison); sb3_*_default keep SB3's own schedule defaults, as a user who only sets the
 # shared settings would run it. Both share everything else.
-TRAIN_INFO_KEYS = TrainConfig().info_keys  # what our training envs pass on (configs/train.yaml: info_keys)
 ALGOS = ("ours_ppo", "ours_trpo", "sb3_ppo", "sb3_trpo", "sb3_ppo_default", "sb3_trpo_default")
 
 
@@ -233,7 +233,10 @@ def _sb3_training_env(task: Task) -> gym.Env:
 
 def run_sb3(algo: str, task: Task, seed: int, steps: int, run_dir: Path, episodes: int, eval_seed: int
             ) -> RunResult:
-    """SB3 PPO / sb3-contrib TRPO on VecNormalize(SubprocVecEnv); timed from env creation to the end of learn."""
+    """SB3 PPO / sb3-contrib TRPO on VecNormalize(SubprocVecEnv or DummyVecEnv), then its evaluation.
+
+    ``extra["saved_epoch"]`` is when the model and its normalisation statistics were on disk
+    (``run_sb3_process`` measures the wall-clock to it from the process launch)."""
     from sb3_contrib import TRPO
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
@@ -349,8 +352,8 @@ def mean_std(values: List[Optional[float]]) -> Optional[tuple]:
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
-def mean_difference_ci(ours: List[float], theirs: List[float], resamples: int = 10_000, seed: int = 0
-                       ) -> Optional[tuple]:
+def mean_difference_ci(ours: List[Optional[float]], theirs: List[Optional[float]], resamples: int = 10_000,
+                       seed: int = 0) -> Optional[tuple]:
     """(mean(ours) - mean(theirs), 2.5th and 97.5th percentile of its bootstrap distribution).
 
     Seeds are not paired across libraries (seed k draws different random
