@@ -6,7 +6,8 @@ cost is per-call overhead: torch dispatches each op in ~5 us and an MLP
 actor-critic's ``act`` is ~40 ops (normalise, two MLPs, build the Gaussian,
 sample, log-prob), about 230 us per call. That was a third of a training
 step on fast environments. The policy does not change during a rollout
-(the observation normaliser is merged after it, see agents/rollout.py), so
+(the trainer merges each rollout into the observation normaliser only
+after its update, see agents/trainer.py), so
 ``NumpyMLPPolicy`` takes a float32 numpy snapshot of an ``MLPActorCritic``
 at the start of each rollout and acts with it in ~30 us. It returns the
 same actions, log-probs and values as ``MLPActorCritic.act`` up to float32
