@@ -178,6 +178,9 @@ class TrainConfig:
     # Info entries the training envs pass to the loop (the loop reads only is_success); null: all.
     # Dropping the rest in the env saves the vector env's per-step merging (agents/rollout.py).
     info_keys: Optional[List[str]] = field(default_factory=lambda: ["is_success"])
+    # Divide rewards by the running std of their discounted sum (gymnasium's vector NormalizeReward,
+    # with agent.gamma). Logged and evaluated returns stay raw.
+    normalize_rewards: bool = False
     device: str = "cpu"
     torch_threads: int = 1  # torch intra-op threads; small nets are fastest with 1, and cores are shared
     checkpoint_every: int = 10  # updates between checkpoints/latest.pt (also written at the end)

@@ -99,12 +99,35 @@ def env_kwargs(env_cfg: DictConfig) -> Dict[str, Any]:
 
 
 def make_training_envs(cfg: DictConfig) -> gym.vector.VectorEnv:
+    """The vector env of ``cfg``, with reward scaling when ``normalize_rewards`` (episode statistics stay raw).
+
+    Env attributes are reached through ``envs.unwrapped`` (vector wrappers do not forward ``get_attr``).
+    """
     factory = functools.partial(make_env, cfg.env.id, cfg.env.max_episode_steps)
     # "fork" explicitly: inside Hydra's joblib (loky) workers the default start method pickles the
     # workers' arguments, and gymnasium's shared-memory observation buffers cannot be pickled.
     context = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
-    return make_vector_env(factory, env_kwargs(cfg.env), num_envs=cfg.num_envs, seed=cfg.seed,
+    envs = make_vector_env(factory, env_kwargs(cfg.env), num_envs=cfg.num_envs, seed=cfg.seed,
                            asynchronous=cfg.async_envs, context=context, info_keys=cfg.info_keys)
+    if cfg.normalize_rewards:
+        # Rewards divided by the running std of their discounted sum (as SB3's VecNormalize and
+        # CleanRL do). RecordEpisodeStatistics sits inside each env, so logged returns stay raw.
+        envs = gym.wrappers.vector.NormalizeReward(envs, gamma=cfg.agent.gamma)
+    return envs
+
+
+def reward_statistics(envs: gym.vector.VectorEnv) -> Optional[Dict[str, float]]:
+    """Reward scaling's running statistics (None without it), as a checkpoint stores them."""
+    if not isinstance(envs, gym.wrappers.vector.NormalizeReward):
+        return None
+    stats = envs.return_rms
+    return {"mean": float(stats.mean), "var": float(stats.var), "count": float(stats.count)}
+
+
+def restore_reward_statistics(envs: gym.vector.VectorEnv, saved: Optional[Mapping[str, float]]) -> None:
+    if isinstance(envs, gym.wrappers.vector.NormalizeReward):
+        stats = envs.return_rms
+        stats.mean, stats.var, stats.count = np.float64(saved["mean"]), np.float64(saved["var"]), saved["count"]
 
 
 # ------------------------------------------------------ model, algorithm
@@ -228,10 +251,10 @@ class RunState:
         self.best_metric_name, self.best_metric = name, value
         return True
 
-    def extra(self, episode_index: List[int]) -> Dict[str, Any]:
+    def extra(self, episode_index: List[int], reward_stats: Optional[Dict[str, float]]) -> Dict[str, Any]:
         return {"best_metric_name": self.best_metric_name, "elapsed": self.elapsed,
                 "recent_returns": list(self.recent_returns), "recent_successes": list(self.recent_successes),
-                "episode_index": list(episode_index)}
+                "episode_index": list(episode_index), "reward_statistics": reward_stats}
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Mapping, window: int) -> "RunState":
@@ -313,7 +336,8 @@ def train(cfg: DictConfig, run_dir: Path, checkpoint: Optional[Mapping] = None) 
         ckpt.save_checkpoint(checkpoint_dir / name, model=model, algorithm=algorithm, global_step=state.global_step,
                              updates=state.updates, best_metric=state.best_metric, run_id=logger.run_id,
                              config=config, observation_space=obs_space, action_space=action_space,
-                             trainer=state.extra(envs.get_attr("episode_seeding_current")))
+                             trainer=state.extra(envs.unwrapped.get_attr("episode_seeding_current"),
+                                                 reward_statistics(envs)))
 
     eval_env = None
     batch_size = cfg.num_envs * cfg.rollout_steps
@@ -406,8 +430,9 @@ def restore(checkpoint: Mapping, model, algorithm, envs: gym.vector.VectorEnv, c
     if len(episode_index) != envs.num_envs:
         raise ckpt.CheckpointError(f"checkpoint {path} was written with {len(episode_index)} envs, "
                                    f"this run has num_envs={envs.num_envs}")
-    envs.set_attr("episode_seeding_next", list(episode_index))
+    envs.unwrapped.set_attr("episode_seeding_next", list(episode_index))
     collector.obs, _ = envs.reset()
+    restore_reward_statistics(envs, checkpoint["trainer"]["reward_statistics"])
     return RunState.from_checkpoint(checkpoint, cfg.eval.window)
 
 

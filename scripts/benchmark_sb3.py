@@ -1,12 +1,14 @@
 """Our PPO/TRPO against stable-baselines3's PPO and sb3-contrib's TRPO, on equal terms.
 
 Full benchmark (run it when the machine is otherwise idle: timing is part of the
-result). README's table came from these two runs (about 53 minutes on 2 cores)::
+result). README's table came from these runs (about 60 minutes on 2 cores)::
 
     python scripts/benchmark_sb3.py --tasks peg --seeds 0 1 2 3 4 5 6 7 8 9 \
         --algos ours_ppo ours_trpo sb3_ppo sb3_trpo --out docs/benchmarks/benchmark_sb3_peg.json
     python scripts/benchmark_sb3.py --tasks pendulum --seeds 0 1 2 3 4 5 6 7 8 9 \
         --algos ours_ppo ours_trpo sb3_ppo sb3_trpo --out docs/benchmarks/benchmark_sb3_pendulum.json
+    python scripts/benchmark_sb3.py --tasks pendulum_norm --seeds 0 1 2 3 4 5 6 7 8 9 \
+        --algos ours_ppo ours_trpo sb3_ppo sb3_trpo --out docs/benchmarks/benchmark_sb3_pendulum_norm.json
 
 What is held equal (``TASKS`` below holds the shared hyperparameters of each task):
 
@@ -18,7 +20,9 @@ What is held equal (``TASKS`` below holds the shared hyperparameters of each tas
 - networks: separate actor and critic MLPs [64, 64], tanh, orthogonal init
   (gain sqrt 2, 0.01 for the action mean, 1 for the value), state-independent
   log-std starting at 0; observation normalisation (running mean/var, clip 10,
-  eps 1e-8): ours inside the model, SB3 ``VecNormalize(norm_obs=True, norm_reward=False)``;
+  eps 1e-8): ours inside the model, SB3 ``VecNormalize(norm_obs=True)``; reward scaling
+  off on both sides, except in ``pendulum_norm``: ours ``normalize_rewards=true``
+  (gymnasium's vector ``NormalizeReward``), SB3 ``VecNormalize(norm_reward=True)``;
 - PPO: lr, epochs, minibatch size, clip range, target KL (early stop of the
   whole update at 1.5 x target_kl, both with the k3 estimator), advantage
   normalisation per minibatch, grad-norm clip 0.5, entropy 0, Adam eps 1e-5, and
@@ -121,6 +125,9 @@ class Shared:
     critic_lr: float = 1e-3
     critic_epochs: int = 10
     critic_minibatch: int = 256
+    # Reward scaling by the running std of the discounted return: ours normalize_rewards
+    # (gymnasium's NormalizeReward), SB3 VecNormalize(norm_reward=True).
+    normalize_rewards: bool = False
 
 
 @dataclass(frozen=True)
@@ -138,14 +145,16 @@ class Task:
     async_envs: bool = True
 
 
+# Tuned so that both sides learn within ~100k steps. TRPO: sb3-contrib's defaults for the critic
+# minibatch (128) and CG iterations (15), which fit Pendulum's critic better than the project's 256 / 10.
+PENDULUM = Shared(num_envs=8, gamma=0.95, learning_rate=1e-3, target_kl=None, max_kl=0.02, cg_iters=15,
+                  critic_minibatch=128)
 TASKS = {
-    # Tuned so that both sides learn within ~100k steps.
-    "pendulum": Task("pendulum", "Pendulum-v1", None, {}, ["env=gym", "env.id=Pendulum-v1"],
-                     # TRPO: sb3-contrib's defaults for the critic minibatch (128) and CG iterations (15),
-                     # which fit Pendulum's critic better than the project's 256 / 10.
-                     Shared(num_envs=8, gamma=0.95, learning_rate=1e-3, target_kl=None, max_kl=0.02,
-                            cg_iters=15, critic_minibatch=128),
+    "pendulum": Task("pendulum", "Pendulum-v1", None, {}, ["env=gym", "env.id=Pendulum-v1"], PENDULUM,
                      100_000, async_envs=False),
+    # The same with reward scaling on both sides (Pendulum's discounted returns are ~-300 at gamma 0.95).
+    "pendulum_norm": Task("pendulum_norm", "Pendulum-v1", None, {}, ["env=gym", "env.id=Pendulum-v1"],
+                          dataclasses.replace(PENDULUM, normalize_rewards=True), 100_000, async_envs=False),
     # The project's defaults (configs/train.yaml, configs/agent/*.yaml, configs/model/mlp.yaml)
     # on flat-observation peg insertion with the floating gripper.
     "peg": Task("peg", "GraphInsertion/PegInsertion-v0", 100, {"robot": "floating", "obs_mode": "flat"},
@@ -178,6 +187,7 @@ def ours_overrides(algo: str, task: Task, seed: int, steps: int, run_dir: Path) 
     hidden = "[" + ",".join(str(h) for h in s.hidden) + "]"
     common = [*task.hydra_env, "model=mlp", f"model.hidden_sizes={hidden}", f"model.critic_hidden_sizes={hidden}",
               "model.activation=tanh", "model.init_log_std=0.0", "model.normalize_obs=true", "model.obs_clip=10.0",
+              f"normalize_rewards={str(s.normalize_rewards).lower()}",
               f"seed={seed}", f"total_steps={steps}", f"num_envs={s.num_envs}", f"rollout_steps={s.n_steps}",
               f"async_envs={str(task.async_envs).lower()}", "device=cpu", "torch_threads=1", "eval.every=0", "progress_bar=false",
               "logger.wandb.mode=disabled", f"hydra.run.dir={run_dir}"]
@@ -253,7 +263,8 @@ def run_sb3(algo: str, task: Task, seed: int, steps: int, run_dir: Path, episode
     else:
         vectorization = dict(vec_env_cls=DummyVecEnv)
     venv = make_vec_env(env_fn, n_envs=s.num_envs, seed=seed, **vectorization)
-    venv = VecNormalize(venv, norm_obs=True, norm_reward=False, clip_obs=10.0, epsilon=1e-8, gamma=s.gamma)
+    venv = VecNormalize(venv, norm_obs=True, norm_reward=s.normalize_rewards, clip_obs=10.0, epsilon=1e-8,
+                        gamma=s.gamma)
     common = dict(n_steps=s.n_steps, gamma=s.gamma, gae_lambda=s.gae_lambda, normalize_advantage=True,
                   seed=seed, device="cpu", verbose=0)
     matched = not algo.endswith("_default")
@@ -434,7 +445,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--steps-pendulum", type=int, default=TASKS["pendulum"].default_steps)
+    parser.add_argument("--steps-pendulum", type=int, default=TASKS["pendulum"].default_steps,
+                        help="env steps of pendulum and pendulum_norm")
     parser.add_argument("--steps-peg", type=int, default=TASKS["peg"].default_steps)
     parser.add_argument("--algos", nargs="+", choices=ALGOS, default=list(ALGOS))
     parser.add_argument("--vectorization", choices=["task", "sync", "async"], default="task",
@@ -460,7 +472,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     run_root = (args.run_root or ROOT / "outputs" / "benchmark_sb3" / time.strftime("%Y-%m-%d_%H-%M-%S")).resolve()
     out = args.out if args.out.is_absolute() else Path.cwd() / args.out
-    steps = {"pendulum": args.steps_pendulum, "peg": args.steps_peg}
+    steps = {name: args.steps_peg if name == "peg" else args.steps_pendulum for name in TASKS}
     results: List[RunResult] = []
 
     def write(final: bool) -> Dict[str, Any]:

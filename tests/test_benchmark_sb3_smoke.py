@@ -60,3 +60,21 @@ def test_mean_difference_ci_against_hand_computed_cases():
     assert diff == 0.0 and low < 0.0 < high
     assert mean_difference_ci([None, 1.0], [0.5]) == (0.5, 0.5, 0.5)  # runs without a value are left out
     assert mean_difference_ci([None], [1.0]) is None
+
+
+@pytest.mark.timeout(60)
+def test_pendulum_norm_turns_on_reward_scaling_on_both_sides(tmp_path: Path):
+    import pickle
+
+    import yaml
+
+    runs = tmp_path / "runs"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--tasks", "pendulum_norm", "--seeds", "0", "--steps-pendulum", "2048",
+         "--algos", "ours_ppo", "sb3_ppo", "--eval-episodes", "1", "--out", str(tmp_path / "b.json"),
+         "--run-root", str(runs)], cwd=tmp_path, capture_output=True, text=True, timeout=58)
+    assert proc.returncode == 0, f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+    ours = yaml.safe_load((runs / "pendulum_norm/ours_ppo/seed0/.hydra/config.yaml").read_text())
+    assert ours["normalize_rewards"] is True  # our reward scaling
+    with open(runs / "pendulum_norm/sb3_ppo/seed0/vecnormalize.pkl", "rb") as f:
+        assert pickle.load(f).norm_reward is True  # SB3's reward scaling

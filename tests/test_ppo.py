@@ -43,6 +43,18 @@ def test_clip_fraction_and_approx_kl_on_hand_example():
     assert loss.item() == pytest.approx(-(1 + 1.5 - 0.5 - 2.2) / 4) and clip_fraction.item() == 0.0
 
 
+def test_value_loss_on_hand_example():
+    model, _ = setup()
+    values, old_values = torch.tensor([2.0, 0.0, -4.0]), torch.zeros(3)
+    returns = torch.tensor([3.0, 3.0, -3.0])
+    # 0.5 mean((V - R)^2) = 0.5 (1 + 9 + 1) / 3
+    ppo = PPO(model, PPOConfig(clip_value_loss=False))
+    assert ppo._value_loss(values, old_values, returns).item() == pytest.approx(0.5 * 11 / 3)
+    # Value clipping at 1 around V_old = 0: clipped V = [1, 0, -1], errors [4, 9, 4]; max with [1, 9, 1]
+    ppo = PPO(model, PPOConfig(clip_value_loss=True, value_clip_coef=1.0))
+    assert ppo._value_loss(values, old_values, returns).item() == pytest.approx(0.5 * 17 / 3)
+
+
 def test_kl_early_stop_triggers_with_tiny_target_and_large_lr():
     model, buffer = setup()
     ppo = PPO(model, PPOConfig(learning_rate=0.1, num_epochs=10, minibatch_size=16, target_kl=1e-6))
@@ -89,7 +101,7 @@ def test_lr_annealing_state_dict_and_config_validation():
     other = PPO(model, PPOConfig(learning_rate=1e-3, kl_penalty=True, target_kl=0.01))
     other.load_state_dict(ppo.state_dict())
     assert other.beta == ppo.beta and other.learning_rate == ppo.learning_rate
-    assert other.actor_optimizer.state_dict()["state"].keys() == ppo.actor_optimizer.state_dict()["state"].keys()
+    assert other.optimizer.state_dict()["state"].keys() == ppo.optimizer.state_dict()["state"].keys()
     with pytest.raises(ValueError, match="exactly one"):
         PPO(model, PPOConfig(minibatch_size=64, num_minibatches=4))
     with pytest.raises(ValueError, match="target_kl"):

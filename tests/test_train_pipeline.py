@@ -211,6 +211,33 @@ def test_each_update_sees_the_observation_statistics_that_acted(tmp_path, monkey
     assert max(gap for _, gap in seen) < 1e-4  # the stored log-probs are the acting policy's, under these stats
 
 
+def test_reward_scaling_changes_what_the_update_sees_but_not_the_logged_returns(tmp_path, monkeypatch):
+    import agents.trainer as trainer
+
+    rewards = []
+    original_update = trainer.PPO.update
+
+    def spying_update(self, buffer, progress=0.0):
+        rewards.append(buffer.rewards.clone())
+        return original_update(self, buffer, progress)
+
+    monkeypatch.setattr(trainer.PPO, "update", spying_update)
+    common = [*PENDULUM, "total_steps=128", "async_envs=false", "logger.wandb.mode=disabled"]
+    trainer.train(compose_train(common), tmp_path / "raw")
+    trainer.train(compose_train([*common, "normalize_rewards=true"]), tmp_path / "scaled")
+    raw, scaled = rewards
+    # Same seed, same first policy: the same transitions, with each reward divided by the running std
+    # of the discounted return at its step (gymnasium's NormalizeReward; its statistics saved with the run).
+    assert torch.all(scaled / raw > 0)
+    assert metrics(tmp_path / "scaled")[0]["rollout/return_mean"] == metrics(tmp_path / "raw")[0]["rollout/return_mean"]
+    saved = load(tmp_path / "scaled")["trainer"]["reward_statistics"]
+    assert saved["count"] == pytest.approx(128, abs=0.01)  # 64 steps x 2 envs
+    # The last step was scaled by the statistics as they were saved.
+    torch.testing.assert_close(scaled[-1], raw[-1] / float(np.sqrt(saved["var"] + 1e-8)))
+    assert saved["var"] > 100.0  # Pendulum's discounted returns spread over hundreds: the rewards shrink
+    assert load(tmp_path / "raw")["trainer"]["reward_statistics"] is None
+
+
 def test_checkpoint_round_trip_gives_identical_actions(tmp_path):
     torch.manual_seed(0)
     model, obs_space, action_space = _pendulum_model()
@@ -305,7 +332,7 @@ def test_train_and_evaluate_pendulum(tmp_path, agent):
 
 
 def test_killed_run_resumes_exactly_like_an_uninterrupted_one(tmp_path):
-    common = [*PENDULUM, "total_steps=2048", "checkpoint_every=2"]
+    common = [*PENDULUM, "total_steps=2048", "checkpoint_every=2", "normalize_rewards=true"]
     reference = tmp_path / "reference"
     train(reference, *common)
 
@@ -334,6 +361,7 @@ def test_killed_run_resumes_exactly_like_an_uninterrupted_one(tmp_path):
     assert len(list((killed / "wandb").glob(f"offline-run-*-{saved['run_id']}"))) == 2
     assert list((killed / ".hydra").glob("resume-*/overrides.yaml"))
     assert metrics(killed) == metrics(reference)
+    assert final["trainer"]["reward_statistics"]["count"] == pytest.approx(2048, abs=0.01)  # resumed too
     for key, value in load(reference)["model"].items():
         assert torch.allclose(value, final["model"][key], atol=1e-6), key
 
