@@ -125,6 +125,7 @@ def reward_statistics(envs: gym.vector.VectorEnv) -> Optional[Dict[str, float]]:
 
 
 def restore_reward_statistics(envs: gym.vector.VectorEnv, saved: Optional[Mapping[str, float]]) -> None:
+    """Put back what ``reward_statistics`` saved (the config, and so the wrapper, cannot change on resume)."""
     if isinstance(envs, gym.wrappers.vector.NormalizeReward):
         stats = envs.return_rms
         stats.mean, stats.var, stats.count = np.float64(saved["mean"]), np.float64(saved["var"]), saved["count"]
