@@ -99,7 +99,7 @@ def env_kwargs(env_cfg: DictConfig) -> Dict[str, Any]:
 
 
 def make_training_envs(cfg: DictConfig) -> gym.vector.VectorEnv:
-    """The vector env of ``cfg``, with reward scaling when ``normalize_rewards`` (episode statistics stay raw).
+    """The vector env of ``cfg``, wrapped for reward scaling when ``normalize_rewards``.
 
     Env attributes are reached through ``envs.unwrapped`` (vector wrappers do not forward ``get_attr``).
     """
