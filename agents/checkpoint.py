@@ -32,7 +32,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-FORMAT_VERSION = 2  # 2: PPO's single Adam, reward-scaling statistics in ``trainer``
+FORMAT_VERSION = 3  # 2: PPO's single Adam, reward-scaling statistics; 3: the dense graph network
 LATEST = "latest.pt"
 BEST = "best.pt"
 REQUIRED_KEYS = ("format_version", "model", "algorithm", "rng", "global_step", "updates",

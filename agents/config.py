@@ -104,7 +104,7 @@ class GNNModelConfig:
     name: str = "gnn"
     hidden_dim: int = 64
     num_layers: int = 2  # message-passing rounds
-    heads: int = 4  # attention heads; hidden_dim must be divisible by heads
+    edge_hidden_dim: int = 16  # width of the edge (relative geometry) embedding
     actor_pooling: bool = True  # actor reads node 0 plus the pooled graph embedding
     shared_encoder: bool = False
     activation: str = "elu"  # tanh | relu | elu

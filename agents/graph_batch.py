@@ -1,16 +1,16 @@
-"""Padded graph observations -> one flat (torch-geometric style) disjoint-union graph.
+"""Graph observations: validation into batched tensors, and the flat (torch-geometric style) union.
 
 Environments emit fixed-size padded arrays (see ``docs/CONTRACTS.md``)::
 
     nodes (B, N, F), node_mask (B, N), edge_index (B, 2, E), edge_attr (B, E, D), edge_mask (B, E)
 
-Message passing wants the disjoint union of the B graphs with padding removed:
-``x (V, F)``, ``edge_index (2, M)`` into the rows of ``x``, ``edge_attr (M, D)``,
-``batch (V,)`` (graph id of each node) and ``root_index (B,)`` (row of each graph's
-node 0, the controlled object). The conversion is vectorized: a cumulative sum over
-the flattened node mask gives every padded slot its compacted row, so no Python loop
-over samples is needed. A per-sample ``Batch.from_data_list`` loop is ~3x slower for one
-graph and 20-200x slower for 64-512 graphs (``scripts/benchmark_gnn_batching.py``).
+``to_tensors`` checks them and adds the batch dimension; the graph network works on their dense
+form (``agents/dense_graph.py``). ``flatten_graphs`` gives torch-geometric's disjoint union of
+the B graphs with padding removed: ``x (V, F)``, ``edge_index (2, M)`` into the rows of ``x``,
+``edge_attr (M, D)``, ``batch (V,)`` and ``root_index (B,)`` (row of each graph's node 0). The
+tests run torch-geometric's ``TransformerConv`` on it as the reference for the dense attention.
+The conversion is vectorized: a cumulative sum over the flattened node mask gives every padded
+slot its compacted row.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def _check_shapes(t: dict) -> None:
         raise ValueError(f"'edge_attr' must be (B, E, D) with B={b}, E={e}, got shape {tuple(edge_attr.shape)}")
 
 
-def _check_references(node_valid: torch.Tensor, edge_index: torch.Tensor, edge_valid: torch.Tensor) -> None:
+def check_references(node_valid: torch.Tensor, edge_index: torch.Tensor, edge_valid: torch.Tensor) -> None:
     """Valid edges must point at valid node slots, and every graph needs its node 0."""
     n = node_valid.shape[1]
     if not bool(node_valid[:, 0].all()):
@@ -133,7 +133,7 @@ def flatten_tensors(t: Mapping[str, torch.Tensor]) -> GraphBatch:
     e, d = t["edge_attr"].shape[1:]
     node_valid = t["node_mask"] > 0.5
     edge_valid = t["edge_mask"] > 0.5
-    _check_references(node_valid, edge_index, edge_valid)
+    check_references(node_valid, edge_index, edge_valid)
 
     flat_valid = node_valid.reshape(-1)
     # Row of each padded slot b*N + i after removing padding (meaningless for padding slots).

@@ -12,6 +12,7 @@ bootstrapped from the true final observation.
 from __future__ import annotations
 
 import functools
+import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import gymnasium as gym
@@ -143,6 +144,8 @@ class RolloutCollector:
         self.bootstrap_truncated = bootstrap_truncated
         self.action_low, self.action_high = space.low, space.high
         self.obs, _ = envs.reset(seed=seed)
+        # Seconds of the last ``collect`` spent waiting for ``envs.step`` and in the policy (act and value).
+        self.timing = {"env": 0.0, "policy": 0.0}
 
     def _rollout_policy(self):
         """The model's own numpy-in/numpy-out policy when it has one (``rollout_policy()``), else a wrapper."""
@@ -172,14 +175,20 @@ class RolloutCollector:
         buffer.reset()
         policy = self._rollout_policy()  # fixed for the whole rollout
         stats = {"returns": [], "lengths": [], "successes": []}
+        env_time = policy_time = 0.0
         for _ in range(buffer.num_steps):
             obs = self.obs
+            t0 = time.perf_counter()
             action, log_prob, value = policy.act(obs)
             env_action = np.clip(action, self.action_low, self.action_high)
+            t1 = time.perf_counter()
             self.obs, reward, terminated, truncated, info = self.envs.step(env_action)
+            t2 = time.perf_counter()
             bootstrap = self._final_values(policy, info, truncated, terminated)
+            env_time, policy_time = env_time + t2 - t1, policy_time + t1 - t0 + time.perf_counter() - t2
             buffer.add(obs, action, log_prob, value, reward, terminated, truncated, bootstrap)
             for key, values in episode_stats_from_info(info).items():
                 stats[key].extend(values)
         buffer.finish(torch.as_tensor(policy.value(self.obs)))
+        self.timing = {"env": env_time, "policy": policy_time}
         return stats

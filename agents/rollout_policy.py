@@ -60,7 +60,7 @@ class TorchRolloutPolicy:
 NUMPY_ACTIVATIONS: Dict[type, Callable[[np.ndarray], np.ndarray]] = {
     nn.Tanh: np.tanh,
     nn.ReLU: lambda x: np.maximum(x, 0.0),
-    nn.ELU: lambda x: np.where(x > 0.0, x, np.expm1(np.minimum(x, 0.0))),
+    nn.ELU: lambda x: np.maximum(x, 0.0) + np.expm1(np.minimum(x, 0.0)),
 }
 
 
@@ -134,3 +134,159 @@ class NumpyMLPPolicy:
 
     def value(self, obs: np.ndarray) -> np.ndarray:
         return _run(self.critic, self._features(obs))[:, 0].astype(np.float32)
+
+
+def _numpy_linear(linear: nn.Linear) -> Tuple[np.ndarray, Any]:
+    weight = linear.weight.detach().cpu().numpy().astype(np.float32).T.copy()
+    bias = None if linear.bias is None else linear.bias.detach().cpu().numpy().astype(np.float32).copy()
+    return weight, bias
+
+
+def _affine(x: np.ndarray, layer: Tuple[np.ndarray, Any]) -> np.ndarray:
+    weight, bias = layer
+    return x @ weight if bias is None else x @ weight + bias
+
+
+def _numpy_softmax(scores: np.ndarray) -> np.ndarray:
+    exp = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+class _NumpyGraphEncoder:
+    """``agents.gnn.GraphEncoder`` in float32 numpy (same equations, see ``GraphAttention``)."""
+
+    def __init__(self, encoder: nn.Module):
+        self.node_encoder = _numpy_layers(encoder.node_encoder)
+        self.edge_encoder = _numpy_layers(encoder.edge_encoder)
+        self.activation = NUMPY_ACTIVATIONS[type(encoder.activation)]
+        self.layers = []
+        for layer, norm in zip(encoder.layers, encoder.norms):
+            w_e = layer.edge.weight.detach().cpu().numpy().astype(np.float32)  # (hidden, edge_dim)
+            # One (hidden, 4 hidden) matmul for query (with the 1/sqrt(d) scale folded in), key, value, root.
+            projections = [_numpy_linear(p) for p in (layer.query, layer.key, layer.value, layer.root)]
+            projections[0] = (projections[0][0] * layer.scale, projections[0][1] * layer.scale)
+            self.layers.append({
+                "project": (np.concatenate([w for w, _ in projections], axis=1),
+                            np.concatenate([b for _, b in projections])),
+                "width": w_e.shape[0], "edge": w_e.copy(), "edge_t": w_e.T.copy(),
+                "norm": (norm.weight.detach().cpu().numpy().astype(np.float32),
+                         norm.bias.detach().cpu().numpy().astype(np.float32),
+                         np.float32(1.0 / norm.normalized_shape[0]), np.float32(norm.eps))})
+
+    def __call__(self, nodes: np.ndarray, edges: np.ndarray, score_mask: np.ndarray,
+                 adjacency: np.ndarray) -> np.ndarray:
+        h = _run(self.node_encoder, nodes)
+        edges = _run(self.edge_encoder, edges)
+        for p in self.layers:
+            width = p["width"]
+            projected = _affine(h, p["project"])
+            q, k, v, root = (projected[..., i * width:(i + 1) * width] for i in range(4))
+            scores = ((q @ p["edge"])[:, :, None, :] * edges).sum(-1) + score_mask
+            scores += q @ k.transpose(0, 2, 1)
+            attention = _numpy_softmax(scores) * adjacency
+            edge_sum = (attention[..., None] * edges).sum(2)
+            out = root + edge_sum @ p["edge_t"] + attention @ v
+            h = h + self.activation(out)
+            weight, bias, inverse_width, eps = p["norm"]  # LayerNorm; sum * (1/width): ndarray.mean is slower
+            centred = h - h.sum(-1, keepdims=True) * inverse_width
+            variance = (centred * centred).sum(-1, keepdims=True) * inverse_width
+            h = centred / np.sqrt(variance + eps) * weight + bias
+        return h
+
+
+class NumpyGraphPolicy:
+    """A frozen float32 numpy snapshot of a ``GraphActorCritic`` (take a new one after every update).
+
+    A rollout calls the graph network with a handful of small graphs per step, where torch's
+    per-op dispatch (~150 ops per call) costs ~2.5 ms and the arithmetic microseconds; numpy runs
+    the same equations in a fraction of that (scripts/benchmark_gnn.py). The graph structure
+    (edge list and masks) is checked with the model's own validation whenever it changes,
+    and its dense form reused while it does not: environments send the same structure every step.
+    Noise comes from a numpy generator seeded from torch's, as ``NumpyMLPPolicy``.
+    """
+
+    def __init__(self, model: nn.Module):
+        from agents.gnn import NO_EDGE_SCORE  # here: agents.gnn imports this module
+
+        self.no_edge_score = np.float32(NO_EDGE_SCORE)
+        normalizer = model.obs_normalizer
+        self.normalize = normalizer.enabled
+        if self.normalize:
+            self.stats = {key: (stats.mean.cpu().numpy().astype(np.float32),
+                                np.sqrt(stats.var.cpu().numpy() + stats.epsilon).astype(np.float32), stats.clip)
+                          for key, stats in (("nodes", normalizer.nodes), ("edge_attr", normalizer.edges))}
+        self.model = model
+        self.actor_encoder = _NumpyGraphEncoder(model.actor_encoder)
+        self.critic_encoder = None if model.critic_encoder is None else _NumpyGraphEncoder(model.critic_encoder)
+        self.actor_pooling = model.actor_pooling
+        self.actor = _numpy_layers(model.actor_mean)
+        self.critic = _numpy_layers(model.critic)
+        self.log_std = model.action_head.log_std.detach().cpu().numpy().astype(np.float32)
+        self.action_std = np.exp(self.log_std)
+        self.rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+        self._structure = None  # (edge_index, edge_mask, node_mask, cells, adjacency, score_mask)
+
+    def _normalized(self, obs: Dict[str, np.ndarray], key: str, mask: np.ndarray) -> np.ndarray:
+        x = np.asarray(obs[key], dtype=np.float32)
+        if self.normalize:
+            mean, std, clip = self.stats[key]
+            x = (x - mean) / std
+            if clip is not None:
+                np.clip(x, -clip, clip, out=x)
+        return x * mask[..., None]
+
+    def _dense_structure(self, obs: Dict[str, np.ndarray]) -> tuple:
+        """(cells, valid edges, adjacency, score mask) of the batch's edge list, validated when new."""
+        edge_index, edge_mask, node_mask = (np.asarray(obs[k]) for k in ("edge_index", "edge_mask", "node_mask"))
+        cached = self._structure
+        if (cached is not None and cached[0].shape == edge_index.shape and np.array_equal(cached[0], edge_index)
+                and np.array_equal(cached[1], edge_mask) and np.array_equal(cached[2], node_mask)):
+            return cached[3:]
+        from agents.dense_graph import dense_graph
+
+        dense = dense_graph(self.model._tensors(obs))  # the model's checks: clear errors for bad structure
+        n = node_mask.shape[-1]
+        valid = edge_mask > 0.5
+        cells = edge_index[:, 1] * n + edge_index[:, 0]
+        adjacency = dense.adjacency.numpy().astype(np.float32)
+        structure = (cells, valid, adjacency, (1.0 - adjacency) * self.no_edge_score)
+        self._structure = (edge_index.copy(), edge_mask.copy(), node_mask.copy(), *structure)
+        return structure
+
+    def _embeddings(self, obs: Dict[str, np.ndarray]) -> tuple:
+        cells, valid, adjacency, score_mask = self._dense_structure(obs)
+        node_mask = np.asarray(obs["node_mask"], dtype=np.float32)
+        nodes = self._normalized(obs, "nodes", node_mask)
+        edge_attr = self._normalized(obs, "edge_attr", np.asarray(obs["edge_mask"], dtype=np.float32))
+        b, n = node_mask.shape
+        edges = np.zeros((b, n * n, edge_attr.shape[-1]), np.float32)
+        rows = np.broadcast_to(np.arange(b)[:, None], cells.shape)
+        edges[rows[valid], cells[valid]] = edge_attr[valid]
+        edges = edges.reshape(b, n, n, -1)
+        actor_h = self.actor_encoder(nodes, edges, score_mask, adjacency)
+        critic_h = actor_h if self.critic_encoder is None else self.critic_encoder(nodes, edges, score_mask,
+                                                                                    adjacency)
+        return actor_h, critic_h, node_mask[..., None]
+
+    @staticmethod
+    def _pool(h: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        mean = (h * mask).sum(1) / mask.sum(1)
+        return np.concatenate([mean, np.where(mask > 0, h, -np.inf).max(1)], axis=-1)
+
+    def act(self, obs: Dict[str, np.ndarray], deterministic: bool = False
+            ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        actor_h, critic_h, mask = self._embeddings(obs)
+        features = actor_h[:, 0]
+        if self.actor_pooling:
+            features = np.concatenate([features, self._pool(actor_h, mask)], axis=-1)
+        mean = _run(self.actor, features)
+        noise = np.zeros_like(mean) if deterministic else self.rng.standard_normal(mean.shape, dtype=np.float32)
+        action = mean + noise * self.action_std
+        # Diagonal Gaussian log-density, as NumpyMLPPolicy.act
+        log_prob = (-0.5 * noise * noise - self.log_std - LOG_SQRT_2PI).sum(axis=-1)
+        value = _run(self.critic, self._pool(critic_h, mask))[:, 0]
+        return action.astype(np.float32), log_prob.astype(np.float32), value.astype(np.float32)
+
+    def value(self, obs: Dict[str, np.ndarray]) -> np.ndarray:
+        _, critic_h, mask = self._embeddings(obs)
+        return _run(self.critic, self._pool(critic_h, mask))[:, 0].astype(np.float32)

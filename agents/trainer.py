@@ -354,9 +354,12 @@ def train(cfg: DictConfig, run_dir: Path, checkpoint: Optional[Mapping] = None) 
                 # rollout into the observation statistics: acting, the stored log-probs and values, and
                 # the update all normalise with the same statistics, so the update's importance ratios
                 # are taken against the policy that really collected the data.
+                iteration_start = time.perf_counter()
                 stats = collector.collect(cfg.rollout_steps)
+                update_start = time.perf_counter()
                 update_metrics = algorithm.update(buffer, progress=min(1.0, state.global_step / cfg.total_steps))
                 model.update_normalizer(buffer.full_batch().obs)
+                update_seconds = time.perf_counter() - update_start
                 state.global_step += batch_size
                 state.updates += 1
                 state.recent_returns.extend(stats["returns"])
@@ -368,6 +371,7 @@ def train(cfg: DictConfig, run_dir: Path, checkpoint: Optional[Mapping] = None) 
                 metrics = {"updates": state.updates,
                            "time/steps_per_second": (state.global_step - start_step) / max(now - start_time, 1e-9),
                            "time/elapsed": state.elapsed,
+                           **iteration_timing(collector.timing, update_seconds, time.perf_counter() - iteration_start),
                            **episode_metrics(stats, state),
                            **{f"train/{k}": v for k, v in update_metrics.items()}}
                 measured = episode_metric(list(state.recent_returns), list(state.recent_successes))
@@ -399,6 +403,15 @@ def train(cfg: DictConfig, run_dir: Path, checkpoint: Optional[Mapping] = None) 
         if eval_env is not None:
             eval_env.close()
     return TrainResult(state.global_step, state.updates, state.best_metric, run_dir, stop.signum)
+
+
+def iteration_timing(rollout: Mapping[str, float], update: float, total: float) -> Dict[str, float]:
+    """Where one collect + update iteration went, in seconds: waiting for the envs, the policy acting
+    (and valuing final observations), the update (with the normaliser merge) and everything else
+    (buffer writes, episode bookkeeping). Logging and checkpoints come after and are not included."""
+    other = total - rollout["env"] - rollout["policy"] - update
+    return {"time/env_wait_s": rollout["env"], "time/policy_act_s": rollout["policy"],
+            "time/update_s": update, "time/other_s": other}
 
 
 def episode_metrics(stats: Mapping[str, list], state: RunState) -> Dict[str, float]:

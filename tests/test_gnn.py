@@ -11,8 +11,11 @@ import pytest
 import torch
 from torch_geometric.data import Batch, Data
 
-from agents.gnn import GraphActorCritic
-from agents.graph_batch import flatten_graphs
+from torch_geometric.nn import TransformerConv
+
+from agents.dense_graph import dense_graph
+from agents.gnn import NO_EDGE_SCORE, GraphActorCritic, GraphAttention
+from agents.graph_batch import flatten_graphs, to_tensors
 
 NODE_DIM, EDGE_DIM, ACTION_DIM = 7, 3, 6
 ATOL = 1e-5
@@ -81,7 +84,7 @@ def random_nodes(n, seed):
 def make_model(max_nodes=2, seed=0, **kwargs):
     """A model with non-trivial outputs: fitted normaliser and a full-scale action-mean layer."""
     torch.manual_seed(seed)
-    model = GraphActorCritic(graph_space(max_nodes), ACTION_SPACE, hidden_dim=32, num_layers=2, heads=4, **kwargs)
+    model = GraphActorCritic(graph_space(max_nodes), ACTION_SPACE, hidden_dim=32, num_layers=2, **kwargs)
     model.update_normalizer(stack([graph_obs(random_nodes(max_nodes, s) * 2 + 1) for s in range(20)]))
     torch.nn.init.normal_(model.actor_mean[-1].weight, std=1.0)
     torch.nn.init.normal_(model.action_head.log_std, std=0.3)
@@ -121,6 +124,40 @@ def test_flatten_accepts_unbatched_numpy_with_float_edge_index():
     flat = flatten_graphs(obs)
     assert flat.num_graphs == 1 and flat.x.shape == (3, NODE_DIM) and flat.edge_index.shape == (2, 6)
     assert flat.edge_index.dtype == torch.int64
+
+
+# -- the dense attention round is TransformerConv ------------------------------------------
+
+def test_dense_attention_equals_torch_geometric_transformer_conv():
+    """Same weights, same graphs (varied node counts, padding, a node without in-edges):
+    the dense round must give torch-geometric's TransformerConv(heads=1, root_weight=True)."""
+    torch.manual_seed(0)
+    hidden, edge_dim = 8, EDGE_DIM
+    layer = GraphAttention(hidden, edge_dim)
+    conv = TransformerConv(hidden, hidden, heads=1, edge_dim=edge_dim, root_weight=True)
+    with torch.no_grad():
+        for ours, theirs in ((layer.query, conv.lin_query), (layer.key, conv.lin_key),
+                             (layer.value, conv.lin_value), (layer.root, conv.lin_skip)):
+            theirs.weight.copy_(ours.weight)
+            theirs.bias.copy_(ours.bias)
+        conv.lin_edge.weight.copy_(layer.edge.weight)
+    graphs = [graph_obs(random_nodes(n, n), slots=5, edge_slots=20) for n in (1, 2, 5, 3)]
+    graphs[2]["edge_mask"][[3, 7, 11, 15]] = 0.0  # every edge into one node (target 4) removed
+    padded = stack(graphs)
+    features = torch.randn(4, 5, hidden)
+    padded["nodes"] = torch.cat([features, torch.zeros(4, 5, NODE_DIM - hidden)], -1) if NODE_DIM > hidden \
+        else features
+    dense = dense_graph(to_tensors(padded))
+    adjacency = dense.adjacency.float()
+    ours = layer(features, dense.edges, (1 - adjacency) * NO_EDGE_SCORE, adjacency)
+    flat = flatten_graphs(padded)
+    x = features.reshape(-1, hidden)[padded["node_mask"].reshape(-1) > 0.5]
+    theirs = conv(x, flat.edge_index, flat.edge_attr)
+    torch.testing.assert_close(ours[padded["node_mask"] > 0.5], theirs, atol=1e-5, rtol=1e-5)
+    # The comparison can fail: without the edge term the outputs differ.
+    with torch.no_grad():
+        conv.lin_edge.weight.zero_()
+    assert not torch.allclose(ours[padded["node_mask"] > 0.5], conv(x, flat.edge_index, flat.edge_attr), atol=1e-3)
 
 
 # -- model invariances -------------------------------------------------------------------
@@ -200,7 +237,7 @@ def test_critic_step_leaves_policy_unchanged():
 
 def test_state_dict_round_trip():
     model = make_model(max_nodes=3, seed=0)
-    copy = GraphActorCritic(graph_space(3), ACTION_SPACE, hidden_dim=32, num_layers=2, heads=4)
+    copy = GraphActorCritic(graph_space(3), ACTION_SPACE, hidden_dim=32, num_layers=2)
     obs = stack([graph_obs(random_nodes(3, s)) for s in range(4)])
     copy.load_state_dict(model.state_dict())
     assert_same_outputs(outputs(model, obs), outputs(copy, obs), atol=0)
@@ -222,6 +259,8 @@ def _bad(obs, **changes):
     (lambda o: _bad(o, node_mask=torch.tensor([[0.0, 1.0, 1.0]] * 2)), "node_mask\\[:, 0\\]"),
     (lambda o: _bad(o, edge_index=o["edge_index"].float() + 0.5), "non-integer"),
     (lambda o: _bad(o, nodes="oops"), "numpy array or torch tensor"),
+    (lambda o: _bad(o, edge_index=torch.stack([o["edge_index"][:, :, [0, 0, 1, 2, 3, 4]]]).squeeze(0)),
+     "same \\(source, target\\) pair twice"),
 ])
 def test_bad_observations_raise_clear_errors(mutate, message):
     model = make_model(max_nodes=3)
@@ -233,7 +272,7 @@ def test_bad_observations_raise_clear_errors(mutate, message):
 def test_bad_construction_raises_clear_errors():
     with pytest.raises(ValueError, match="graph Dict"):
         GraphActorCritic(gym.spaces.Box(-1, 1, (5,)), ACTION_SPACE)
-    with pytest.raises(ValueError, match="divisible by heads"):
-        GraphActorCritic(graph_space(2), ACTION_SPACE, hidden_dim=30, heads=4)
+    with pytest.raises(ValueError, match="edge_hidden_dim and num_layers must be >= 1"):
+        GraphActorCritic(graph_space(2), ACTION_SPACE, edge_hidden_dim=0)
     with pytest.raises(ValueError, match="1-D Box action space"):
         GraphActorCritic(graph_space(2), gym.spaces.Discrete(3))

@@ -423,6 +423,12 @@ def test_train_and_evaluate_peg_insertion(tmp_path, model):
     obs_mode = "graph" if model == "gnn" else "flat"
     train(run_dir, *PEG, f"model={model}", f"env.kwargs.obs_mode={obs_mode}", "logger.wandb.mode=disabled")
     assert load(run_dir)["global_step"] == 128
+    # Every update logs where its time went; env wait, acting and the update are each real work.
+    with open(run_dir / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        parts = [float(row[f"time/{k}_s"]) for k in ("env_wait", "policy_act", "update")]
+        assert all(p > 0 for p in parts) and float(row["time/other_s"]) >= 0
 
     video_format = "mp4" if model == "gnn" else "gif"
     summary = evaluate(tmp_path, f"checkpoint={run_dir}", "episodes=2", "deterministic=true", "seed=3",
