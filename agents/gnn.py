@@ -62,7 +62,7 @@ class GraphAttention(nn.Module):
 
     One head: on CPU a batched matmul costs a few microseconds per matrix whatever its size,
     and heads multiply the matrices (and force strided copies in the backward pass); four
-    heads made a round 2.5x slower at 256 graphs of 10 nodes (fwd + bwd, 2026-12-01).
+    heads made a round 1.7-2.5x slower at 256 graphs of 10 nodes (fwd + bwd, 2026-12-01).
     """
 
     def __init__(self, hidden_dim: int, edge_dim: int):
