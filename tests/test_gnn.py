@@ -36,13 +36,7 @@ def graph_space(max_nodes: int) -> gym.spaces.Dict:
 ACTION_SPACE = gym.spaces.Box(-1, 1, (ACTION_DIM,), np.float32)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny tensors: extra intra-op threads only add contention on a shared machine (10x slower here)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def graph_obs(nodes, slots=None, edge_slots=None, node_slots=None, edge_order=None):

@@ -31,13 +31,7 @@ from agents.rollout import RolloutCollector, make_vector_env
 EPISODE_STEPS = 20
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny networks: extra intra-op threads only add contention."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 class Reach(gym.Env):

@@ -33,13 +33,7 @@ from agents.trpo import (
 NODE_DIM, EDGE_DIM, ACTION_DIM, MAX_NODES = 4, 3, 3, 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny tensors: extra intra-op threads only add contention."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def graph_space(max_nodes=MAX_NODES):
