@@ -224,7 +224,7 @@ class NumpyGraphPolicy:
         self.log_std = model.action_head.log_std.detach().cpu().numpy().astype(np.float32)
         self.action_std = np.exp(self.log_std)
         self.rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
-        self._structure = None  # (edge_index, edge_mask, node_mask, cells, adjacency, score_mask)
+        self._structures = {}  # batch shape -> (edge_index, edge_mask, node_mask, cells, valid, adjacency, mask)
 
     def _normalized(self, obs: Dict[str, np.ndarray], key: str, mask: np.ndarray) -> np.ndarray:
         x = np.asarray(obs[key], dtype=np.float32)
@@ -238,8 +238,9 @@ class NumpyGraphPolicy:
     def _dense_structure(self, obs: Dict[str, np.ndarray]) -> tuple:
         """(cells, valid edges, adjacency, score mask) of the batch's edge list, validated when new."""
         edge_index, edge_mask, node_mask = (np.asarray(obs[k]) for k in ("edge_index", "edge_mask", "node_mask"))
-        cached = self._structure
-        if (cached is not None and cached[0].shape == edge_index.shape and np.array_equal(cached[0], edge_index)
+        # One entry per batch shape: a rollout alternates between all envs and the few truncated ones.
+        cached = self._structures.get(edge_index.shape)
+        if (cached is not None and np.array_equal(cached[0], edge_index)
                 and np.array_equal(cached[1], edge_mask) and np.array_equal(cached[2], node_mask)):
             return cached[3:]
         from agents.dense_graph import dense_graph
@@ -250,7 +251,7 @@ class NumpyGraphPolicy:
         cells = edge_index[:, 1] * n + edge_index[:, 0]
         adjacency = dense.adjacency.numpy().astype(np.float32)
         structure = (cells, valid, adjacency, (1.0 - adjacency) * self.no_edge_score)
-        self._structure = (edge_index.copy(), edge_mask.copy(), node_mask.copy(), *structure)
+        self._structures[edge_index.shape] = (edge_index.copy(), edge_mask.copy(), node_mask.copy(), *structure)
         return structure
 
     def _embeddings(self, obs: Dict[str, np.ndarray]) -> tuple:

@@ -65,3 +65,18 @@ def test_snapshot_is_frozen_and_sampling_follows_torch_seed():
     with torch.no_grad():
         model.critic[-1].bias.add_(1.0)
     np.testing.assert_array_equal(policy.value(obs), before)
+
+
+def test_structure_is_validated_once_per_batch_shape(monkeypatch):
+    """A rollout alternates act(all envs) and value(truncated envs): neither may redo the other's checks."""
+    import agents.dense_graph
+
+    calls = []
+    original = agents.dense_graph.dense_graph
+    monkeypatch.setattr(agents.dense_graph, "dense_graph", lambda t: calls.append(1) or original(t))
+    policy = make_model(max_nodes=5).rollout_policy()
+    all_envs, truncated = numpy_obs([5, 5, 5, 5]), numpy_obs([5])
+    for _ in range(3):
+        policy.act(all_envs)
+        policy.value(truncated)
+    assert len(calls) == 2
