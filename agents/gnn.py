@@ -17,7 +17,7 @@ dozens of small ops per layer cost far more than the arithmetic (3.6 ms per ``ac
 graph, 210 ms for 512 graphs of 8 nodes). Here the node axis stays padded, ``(B, N, hidden)``,
 the edges are an ``(B, N, N, edge_hidden)`` grid (``agents/dense_graph.py``) and a round is
 a few batched matmuls. ``tests/test_gnn.py`` checks a round against ``TransformerConv`` with
-the same weights; ``scripts/benchmark_gnn.py`` measures both formulations.
+the same weights; ``scripts/benchmark_gnn.py`` measures its cost against the MLP.
 """
 
 from __future__ import annotations
