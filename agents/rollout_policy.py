@@ -64,14 +64,24 @@ NUMPY_ACTIVATIONS: Dict[type, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
+def _numpy_linear(linear: nn.Linear) -> Tuple[np.ndarray, Any]:
+    """(W^T, b) of an ``nn.Linear`` as float32 arrays (b is None without a bias)."""
+    weight = linear.weight.detach().cpu().numpy().astype(np.float32).T.copy()
+    bias = None if linear.bias is None else linear.bias.detach().cpu().numpy().astype(np.float32).copy()
+    return weight, bias
+
+
+def _affine(x: np.ndarray, layer: Tuple[np.ndarray, Any]) -> np.ndarray:
+    weight, bias = layer
+    return x @ weight if bias is None else x @ weight + bias
+
+
 def _numpy_layers(sequential: nn.Sequential) -> List[Tuple[str, Any]]:
     """[("linear", (W^T, b)) | ("act", fn)] for an nn.Sequential of Linear layers and activations."""
     layers = []
     for module in sequential:
         if isinstance(module, nn.Linear):
-            weight = module.weight.detach().cpu().numpy().astype(np.float32).T.copy()
-            bias = module.bias.detach().cpu().numpy().astype(np.float32).copy()
-            layers.append(("linear", (weight, bias)))
+            layers.append(("linear", _numpy_linear(module)))
         elif type(module) in NUMPY_ACTIVATIONS:
             layers.append(("act", NUMPY_ACTIVATIONS[type(module)]))
         else:
@@ -81,15 +91,27 @@ def _numpy_layers(sequential: nn.Sequential) -> List[Tuple[str, Any]]:
 
 def _run(layers: List[Tuple[str, Any]], x: np.ndarray) -> np.ndarray:
     for kind, layer in layers:
-        if kind == "linear":
-            x = x @ layer[0] + layer[1]
-        else:
-            x = layer(x)
+        x = _affine(x, layer) if kind == "linear" else layer(x)
     return x
 
 
-class NumpyMLPPolicy:
-    """A frozen float32 numpy snapshot of an ``MLPActorCritic`` (take a new one after every update).
+def _numpy_statistics(stats: nn.Module) -> Tuple[np.ndarray, np.ndarray, Any]:
+    """(mean, std, clip) of an ``agents.normalization.RunningMeanStd`` in float32."""
+    std = np.sqrt(stats.var.cpu().numpy() + stats.epsilon).astype(np.float32)
+    return stats.mean.cpu().numpy().astype(np.float32), std, stats.clip
+
+
+def _normalize(x: np.ndarray, statistics: Tuple[np.ndarray, np.ndarray, Any]) -> np.ndarray:
+    """(x - mean) / std, clipped, as ``RunningMeanStd.forward``."""
+    mean, std, clip = statistics
+    x = (x - mean) / std
+    if clip is not None:
+        np.clip(x, -clip, clip, out=x)
+    return x
+
+
+class _NumpyGaussianPolicy:
+    """The diagonal Gaussian action head of a numpy snapshot.
 
     Sampling noise comes from a numpy generator seeded from torch's global
     generator when the snapshot is taken (``torch.randn`` alone costs ~20 us per
@@ -97,54 +119,44 @@ class NumpyMLPPolicy:
     """
 
     def __init__(self, model: nn.Module):
-        normalizer = model.obs_normalizer
-        self.normalize = normalizer.enabled
-        if self.normalize:
-            stats = normalizer.obs
-            self.mean = stats.mean.cpu().numpy().astype(np.float32).reshape(-1)
-            self.std = np.sqrt(stats.var.cpu().numpy() + stats.epsilon).astype(np.float32).reshape(-1)
-            self.clip = stats.clip
-        self.actor = _numpy_layers(model.actor_mean)
-        self.critic = _numpy_layers(model.critic)
         self.log_std = model.action_head.log_std.detach().cpu().numpy().astype(np.float32)
         self.action_std = np.exp(self.log_std)
         self.rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
 
-    def _features(self, obs: np.ndarray) -> np.ndarray:
-        x = np.asarray(obs, dtype=np.float32)
-        x = x.reshape(x.shape[0], -1)
-        if self.normalize:
-            x = (x - self.mean) / self.std
-            if self.clip is not None:
-                np.clip(x, -self.clip, self.clip, out=x)
-        return x
-
-    def act(self, obs: np.ndarray, deterministic: bool = False) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        features = self._features(obs)
-        mean = _run(self.actor, features)
-        if deterministic:
-            noise = np.zeros_like(mean)
-        else:
-            noise = self.rng.standard_normal(mean.shape, dtype=np.float32)
+    def _sample(self, mean: np.ndarray, deterministic: bool) -> Tuple[np.ndarray, np.ndarray]:
+        """(action, log-prob) around the action means; the mean itself when ``deterministic``."""
+        noise = np.zeros_like(mean) if deterministic else self.rng.standard_normal(mean.shape, dtype=np.float32)
         action = mean + noise * self.action_std
         # Diagonal Gaussian log-density: sum_i -z_i^2 / 2 - log s_i - log sqrt(2 pi), z = (a - m) / s = noise
         log_prob = (-0.5 * noise * noise - self.log_std - LOG_SQRT_2PI).sum(axis=-1)
-        value = _run(self.critic, features)[:, 0]
-        return action.astype(np.float32), log_prob.astype(np.float32), value.astype(np.float32)
+        return action.astype(np.float32), log_prob.astype(np.float32)
+
+
+class NumpyMLPPolicy(_NumpyGaussianPolicy):
+    """A frozen float32 numpy snapshot of an ``MLPActorCritic`` (take a new one after every update)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__(model)
+        normalizer = model.obs_normalizer
+        self.statistics = None
+        if normalizer.enabled:
+            mean, std, clip = _numpy_statistics(normalizer.obs)
+            self.statistics = (mean.reshape(-1), std.reshape(-1), clip)
+        self.actor = _numpy_layers(model.actor_mean)
+        self.critic = _numpy_layers(model.critic)
+
+    def _features(self, obs: np.ndarray) -> np.ndarray:
+        x = np.asarray(obs, dtype=np.float32)
+        x = x.reshape(x.shape[0], -1)
+        return x if self.statistics is None else _normalize(x, self.statistics)
+
+    def act(self, obs: np.ndarray, deterministic: bool = False) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        features = self._features(obs)
+        action, log_prob = self._sample(_run(self.actor, features), deterministic)
+        return action, log_prob, _run(self.critic, features)[:, 0].astype(np.float32)
 
     def value(self, obs: np.ndarray) -> np.ndarray:
         return _run(self.critic, self._features(obs))[:, 0].astype(np.float32)
-
-
-def _numpy_linear(linear: nn.Linear) -> Tuple[np.ndarray, Any]:
-    weight = linear.weight.detach().cpu().numpy().astype(np.float32).T.copy()
-    bias = None if linear.bias is None else linear.bias.detach().cpu().numpy().astype(np.float32).copy()
-    return weight, bias
-
-
-def _affine(x: np.ndarray, layer: Tuple[np.ndarray, Any]) -> np.ndarray:
-    weight, bias = layer
-    return x @ weight if bias is None else x @ weight + bias
 
 
 def _numpy_softmax(scores: np.ndarray) -> np.ndarray:
@@ -194,7 +206,7 @@ class _NumpyGraphEncoder:
         return h
 
 
-class NumpyGraphPolicy:
+class NumpyGraphPolicy(_NumpyGaussianPolicy):
     """A frozen float32 numpy snapshot of a ``GraphActorCritic`` (take a new one after every update).
 
     A rollout calls the graph network with a handful of small graphs per step, where torch's
@@ -202,37 +214,30 @@ class NumpyGraphPolicy:
     the same equations in a fraction of that (scripts/benchmark_gnn.py). The graph structure
     (edge list and masks) is checked with the model's own validation whenever it changes,
     and its dense form reused while it does not: environments send the same structure every step.
-    Noise comes from a numpy generator seeded from torch's, as ``NumpyMLPPolicy``.
     """
 
     def __init__(self, model: nn.Module):
         from agents.gnn import NO_EDGE_SCORE  # here: agents.gnn imports this module
 
+        super().__init__(model)
         self.no_edge_score = np.float32(NO_EDGE_SCORE)
         normalizer = model.obs_normalizer
-        self.normalize = normalizer.enabled
-        if self.normalize:
-            self.stats = {key: (stats.mean.cpu().numpy().astype(np.float32),
-                                np.sqrt(stats.var.cpu().numpy() + stats.epsilon).astype(np.float32), stats.clip)
-                          for key, stats in (("nodes", normalizer.nodes), ("edge_attr", normalizer.edges))}
+        self.statistics = None
+        if normalizer.enabled:
+            self.statistics = {"nodes": _numpy_statistics(normalizer.nodes),
+                               "edge_attr": _numpy_statistics(normalizer.edges)}
         self.model = model
         self.actor_encoder = _NumpyGraphEncoder(model.actor_encoder)
         self.critic_encoder = None if model.critic_encoder is None else _NumpyGraphEncoder(model.critic_encoder)
         self.actor_pooling = model.actor_pooling
         self.actor = _numpy_layers(model.actor_mean)
         self.critic = _numpy_layers(model.critic)
-        self.log_std = model.action_head.log_std.detach().cpu().numpy().astype(np.float32)
-        self.action_std = np.exp(self.log_std)
-        self.rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
         self._structures = {}  # batch shape -> (edge_index, edge_mask, node_mask, cells, valid, adjacency, mask)
 
     def _normalized(self, obs: Dict[str, np.ndarray], key: str, mask: np.ndarray) -> np.ndarray:
         x = np.asarray(obs[key], dtype=np.float32)
-        if self.normalize:
-            mean, std, clip = self.stats[key]
-            x = (x - mean) / std
-            if clip is not None:
-                np.clip(x, -clip, clip, out=x)
+        if self.statistics is not None:
+            x = _normalize(x, self.statistics[key])
         return x * mask[..., None]
 
     def _dense_structure(self, obs: Dict[str, np.ndarray]) -> tuple:
@@ -280,13 +285,8 @@ class NumpyGraphPolicy:
         features = actor_h[:, 0]
         if self.actor_pooling:
             features = np.concatenate([features, self._pool(actor_h, mask)], axis=-1)
-        mean = _run(self.actor, features)
-        noise = np.zeros_like(mean) if deterministic else self.rng.standard_normal(mean.shape, dtype=np.float32)
-        action = mean + noise * self.action_std
-        # Diagonal Gaussian log-density, as NumpyMLPPolicy.act
-        log_prob = (-0.5 * noise * noise - self.log_std - LOG_SQRT_2PI).sum(axis=-1)
-        value = _run(self.critic, self._pool(critic_h, mask))[:, 0]
-        return action.astype(np.float32), log_prob.astype(np.float32), value.astype(np.float32)
+        action, log_prob = self._sample(_run(self.actor, features), deterministic)
+        return action, log_prob, _run(self.critic, self._pool(critic_h, mask))[:, 0].astype(np.float32)
 
     def value(self, obs: Dict[str, np.ndarray]) -> np.ndarray:
         _, critic_h, mask = self._embeddings(obs)
