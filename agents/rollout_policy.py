@@ -232,7 +232,7 @@ class NumpyGraphPolicy(_NumpyGaussianPolicy):
         self.actor_pooling = model.actor_pooling
         self.actor = _numpy_layers(model.actor_mean)
         self.critic = _numpy_layers(model.critic)
-        self._structures = {}  # batch shape -> (edge_index, edge_mask, node_mask, cells, valid, adjacency, mask)
+        self._structures = {}  # batch shape -> (edge_index, edge_mask, node_mask, *_dense_structure's result)
 
     def _normalized(self, obs: Dict[str, np.ndarray], key: str, mask: np.ndarray) -> np.ndarray:
         x = np.asarray(obs[key], dtype=np.float32)
@@ -241,7 +241,7 @@ class NumpyGraphPolicy(_NumpyGaussianPolicy):
         return x * mask[..., None]
 
     def _dense_structure(self, obs: Dict[str, np.ndarray]) -> tuple:
-        """(cells, valid edges, adjacency, score mask) of the batch's edge list, validated when new."""
+        """(graph of each valid edge, its grid cell, valid edges, adjacency, score mask), validated when new."""
         edge_index, edge_mask, node_mask = (np.asarray(obs[k]) for k in ("edge_index", "edge_mask", "node_mask"))
         # One entry per batch shape: a rollout alternates between all envs and the few truncated ones.
         cached = self._structures.get(edge_index.shape)
@@ -253,21 +253,21 @@ class NumpyGraphPolicy(_NumpyGaussianPolicy):
         dense = dense_graph(self.model._tensors(obs))  # the model's checks: clear errors for bad structure
         n = node_mask.shape[-1]
         valid = edge_mask > 0.5
-        cells = edge_index[:, 1] * n + edge_index[:, 0]
+        cells = edge_index[:, 1] * n + edge_index[:, 0]  # edge j -> i sits in cell i * N + j
+        graphs = np.broadcast_to(np.arange(len(cells))[:, None], cells.shape)
         adjacency = dense.adjacency.numpy().astype(np.float32)
-        structure = (cells, valid, adjacency, (1.0 - adjacency) * self.no_edge_score)
+        structure = (graphs[valid], cells[valid], valid, adjacency, (1.0 - adjacency) * self.no_edge_score)
         self._structures[edge_index.shape] = (edge_index.copy(), edge_mask.copy(), node_mask.copy(), *structure)
         return structure
 
     def _embeddings(self, obs: Dict[str, np.ndarray]) -> tuple:
-        cells, valid, adjacency, score_mask = self._dense_structure(obs)
+        graphs, cells, valid, adjacency, score_mask = self._dense_structure(obs)
         node_mask = np.asarray(obs["node_mask"], dtype=np.float32)
         nodes = self._normalized(obs, "nodes", node_mask)
         edge_attr = self._normalized(obs, "edge_attr", np.asarray(obs["edge_mask"], dtype=np.float32))
         b, n = node_mask.shape
         edges = np.zeros((b, n * n, edge_attr.shape[-1]), np.float32)
-        rows = np.broadcast_to(np.arange(b)[:, None], cells.shape)
-        edges[rows[valid], cells[valid]] = edge_attr[valid]
+        edges[graphs, cells] = edge_attr[valid]
         edges = edges.reshape(b, n, n, -1)
         actor_h = self.actor_encoder(nodes, edges, score_mask, adjacency)
         critic_h = actor_h if self.critic_encoder is None else self.critic_encoder(nodes, edges, score_mask,
