@@ -91,7 +91,7 @@ class MLPModelConfig:
     name: str = "mlp"
     hidden_sizes: List[int] = field(default_factory=lambda: [64, 64])
     critic_hidden_sizes: Optional[List[int]] = None  # None: same as hidden_sizes
-    activation: str = "tanh"  # tanh | relu | elu
+    activation: str = "elu"  # tanh | relu | elu
     init_log_std: float = 0.0
     normalize_obs: bool = True
     obs_clip: Optional[float] = 10.0
@@ -104,7 +104,7 @@ class GNNModelConfig:
     name: str = "gnn"
     hidden_dim: int = 64
     num_layers: int = 2  # message-passing rounds
-    edge_hidden_dim: int = 16  # width of the edge (relative geometry) embedding
+    edge_hidden_dim: Optional[int] = None  # None: raw edge features into attention; int: an edge MLP
     actor_pooling: bool = True  # actor reads node 0 plus the pooled graph embedding
     shared_encoder: bool = False
     activation: str = "elu"  # tanh | relu | elu

@@ -1,7 +1,7 @@
 """Graph actor-critic for graph observations (docs/CONTRACTS.md): attention over the scene graph.
 
 Pipeline, for the actor and (separately, by default) the critic:
-node MLP and edge MLP -> K rounds of graph attention with residual + LayerNorm -> head.
+node MLP (and optionally an edge MLP) -> K rounds of graph attention with residual + LayerNorm -> head.
 The actor reads node 0 (the controlled object), optionally concatenated with a mean+max
 pooled graph embedding, and outputs a diagonal Gaussian; the critic reads the pooled embedding.
 
@@ -87,22 +87,31 @@ class GraphAttention(nn.Module):
 
 
 class GraphEncoder(nn.Module):
-    """Node/edge MLP encoders followed by ``num_layers`` residual ``GraphAttention`` rounds."""
+    """A node MLP encoder followed by ``num_layers`` residual ``GraphAttention`` rounds.
 
-    def __init__(self, node_dim: int, edge_dim: int, hidden_dim: int, edge_hidden_dim: int, num_layers: int,
-                 activation: str):
+    ``edge_hidden_dim=None`` feeds the (normalised) edge features straight into each round's
+    ``W_e``, exactly as ``TransformerConv(edge_dim=...)`` does; an int puts an edge MLP of that
+    width in front. Every op on the edge grid costs N^2 per graph, so the MLP's two layers and the
+    wider grid are most of a round's cost at 10 nodes (scripts/benchmark_gnn.py).
+    """
+
+    def __init__(self, node_dim: int, edge_dim: int, hidden_dim: int, edge_hidden_dim: Optional[int],
+                 num_layers: int, activation: str):
         super().__init__()
         gain = math.sqrt(2.0)
         self.node_encoder = mlp(node_dim, [hidden_dim], hidden_dim, activation, last_gain=gain)
-        self.edge_encoder = mlp(edge_dim, [edge_hidden_dim], edge_hidden_dim, activation, last_gain=gain)
-        self.layers = nn.ModuleList(GraphAttention(hidden_dim, edge_hidden_dim) for _ in range(num_layers))
+        self.edge_encoder = None
+        if edge_hidden_dim is not None:
+            self.edge_encoder = mlp(edge_dim, [edge_hidden_dim], edge_hidden_dim, activation, last_gain=gain)
+        edge_width = edge_dim if edge_hidden_dim is None else edge_hidden_dim
+        self.layers = nn.ModuleList(GraphAttention(hidden_dim, edge_width) for _ in range(num_layers))
         self.norms = nn.ModuleList(nn.LayerNorm(hidden_dim) for _ in range(num_layers))
         self.activation = ACTIVATIONS[activation]()
 
     def forward(self, graph: DenseGraph, score_mask: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
         """Node embeddings (B, N, hidden_dim); rows of padding nodes are finite and must be ignored."""
         h = self.node_encoder(graph.nodes)
-        edges = self.edge_encoder(graph.edges)
+        edges = graph.edges if self.edge_encoder is None else self.edge_encoder(graph.edges)
         for layer, norm in zip(self.layers, self.norms):
             h = norm(h + self.activation(layer(h, edges, score_mask, adjacency)))
         return h
@@ -140,7 +149,7 @@ class GraphActorCritic(nn.Module):
     """
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, hidden_dim: int = 64,
-                 edge_hidden_dim: int = 16, num_layers: int = 2, actor_pooling: bool = True,
+                 edge_hidden_dim: Optional[int] = None, num_layers: int = 2, actor_pooling: bool = True,
                  shared_encoder: bool = False, activation: str = "elu", init_log_std: float = 0.0,
                  normalize_obs: bool = True, obs_clip: Optional[float] = 10.0):
         super().__init__()
@@ -229,9 +238,10 @@ class GraphActorCritic(nn.Module):
         return [*encoder, *self.critic.parameters()]
 
 
-def _check_sizes(hidden_dim: int, edge_hidden_dim: int, num_layers: int, activation: str) -> None:
-    if min(hidden_dim, edge_hidden_dim, num_layers) < 1:
-        raise ValueError(f"hidden_dim, edge_hidden_dim and num_layers must be >= 1, "
-                         f"got {hidden_dim}, {edge_hidden_dim}, {num_layers}")
+def _check_sizes(hidden_dim: int, edge_hidden_dim: Optional[int], num_layers: int, activation: str) -> None:
+    if min(hidden_dim, num_layers) < 1:
+        raise ValueError(f"hidden_dim and num_layers must be >= 1, got {hidden_dim}, {num_layers}")
+    if edge_hidden_dim is not None and edge_hidden_dim < 1:
+        raise ValueError(f"edge_hidden_dim must be >= 1 or None (no edge MLP), got {edge_hidden_dim}")
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation={activation!r} is not one of {sorted(ACTIVATIONS)}")

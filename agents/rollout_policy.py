@@ -169,7 +169,7 @@ class _NumpyGraphEncoder:
 
     def __init__(self, encoder: nn.Module):
         self.node_encoder = _numpy_layers(encoder.node_encoder)
-        self.edge_encoder = _numpy_layers(encoder.edge_encoder)
+        self.edge_encoder = None if encoder.edge_encoder is None else _numpy_layers(encoder.edge_encoder)
         self.activation = NUMPY_ACTIVATIONS[type(encoder.activation)]
         self.layers = []
         for layer, norm in zip(encoder.layers, encoder.norms):
@@ -188,7 +188,8 @@ class _NumpyGraphEncoder:
     def __call__(self, nodes: np.ndarray, edges: np.ndarray, score_mask: np.ndarray,
                  adjacency: np.ndarray) -> np.ndarray:
         h = _run(self.node_encoder, nodes)
-        edges = _run(self.edge_encoder, edges)
+        if self.edge_encoder is not None:
+            edges = _run(self.edge_encoder, edges)
         for p in self.layers:
             width = p["width"]
             projected = _affine(h, p["project"])

@@ -177,7 +177,8 @@ def test_runs_on_more_nodes_than_built_for_and_padding_is_ignored():
     assert_same_outputs(unpadded, outputs(model, padded))
 
 
-@pytest.mark.parametrize("options", [{}, {"shared_encoder": True}, {"actor_pooling": False}])
+@pytest.mark.parametrize("options", [{}, {"shared_encoder": True}, {"actor_pooling": False},
+                                     {"edge_hidden_dim": 8}])
 def test_batched_equals_one_by_one(options):
     model = make_model(max_nodes=3, **options)
     graphs = [random_nodes(n, 10 + n) for n in (1, 2, 6, 3, 5)]
@@ -266,7 +267,9 @@ def test_bad_observations_raise_clear_errors(mutate, message):
 def test_bad_construction_raises_clear_errors():
     with pytest.raises(ValueError, match="graph Dict"):
         GraphActorCritic(gym.spaces.Box(-1, 1, (5,)), ACTION_SPACE)
-    with pytest.raises(ValueError, match="edge_hidden_dim and num_layers must be >= 1"):
+    with pytest.raises(ValueError, match="edge_hidden_dim must be >= 1 or None"):
         GraphActorCritic(graph_space(2), ACTION_SPACE, edge_hidden_dim=0)
+    with pytest.raises(ValueError, match="hidden_dim and num_layers must be >= 1"):
+        GraphActorCritic(graph_space(2), ACTION_SPACE, num_layers=0)
     with pytest.raises(ValueError, match="1-D Box action space"):
         GraphActorCritic(graph_space(2), gym.spaces.Discrete(3))

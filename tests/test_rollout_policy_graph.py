@@ -21,7 +21,8 @@ def reference(model, obs):
 
 
 @pytest.mark.parametrize("options", [{}, {"shared_encoder": True}, {"actor_pooling": False},
-                                     {"activation": "tanh"}, {"normalize_obs": False}])
+                                     {"activation": "tanh"}, {"normalize_obs": False},
+                                     {"edge_hidden_dim": 8}])
 def test_numpy_snapshot_matches_model(options):
     model = make_model(max_nodes=5, **options)
     policy = model.rollout_policy()
