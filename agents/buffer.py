@@ -16,9 +16,16 @@ import torch
 Obs = Union[torch.Tensor, Dict[str, torch.Tensor]]
 
 
-def compute_gae(rewards: torch.Tensor, values: torch.Tensor, terminated: torch.Tensor, truncated: torch.Tensor,
-                bootstrap_values: torch.Tensor, last_values: torch.Tensor, gamma: float, lam: float
-                ) -> Tuple[torch.Tensor, torch.Tensor]:
+def compute_gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    terminated: torch.Tensor,
+    truncated: torch.Tensor,
+    bootstrap_values: torch.Tensor,
+    last_values: torch.Tensor,
+    gamma: float,
+    lam: float,
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """GAE(lambda), Schulman et al. 2016 eq. (16), with time-limit bootstrapping.
 
     All inputs are (T, N) except ``last_values`` (N,), the value of the
@@ -35,8 +42,12 @@ def compute_gae(rewards: torch.Tensor, values: torch.Tensor, terminated: torch.T
     shape = rewards.shape
     if rewards.dim() != 2:
         raise ValueError(f"rewards must be (T, N), got shape {tuple(shape)}")
-    for name, x in (("values", values), ("terminated", terminated), ("truncated", truncated),
-                    ("bootstrap_values", bootstrap_values)):
+    for name, x in (
+        ("values", values),
+        ("terminated", terminated),
+        ("truncated", truncated),
+        ("bootstrap_values", bootstrap_values),
+    ):
         if x.shape != shape:
             raise ValueError(f"{name} has shape {tuple(x.shape)}, expected {tuple(shape)} like rewards")
     if last_values.shape != shape[1:]:
@@ -89,8 +100,14 @@ class RolloutBuffer:
     the same buffer serves flat and graph (dict) observations.
     """
 
-    def __init__(self, num_steps: int, num_envs: int, gamma: float = 0.99, gae_lambda: float = 0.95,
-                 device: Union[str, torch.device] = "cpu"):
+    def __init__(
+        self,
+        num_steps: int,
+        num_envs: int,
+        gamma: float = 0.99,
+        gae_lambda: float = 0.95,
+        device: Union[str, torch.device] = "cpu",
+    ):
         if num_steps < 1 or num_envs < 1:
             raise ValueError(f"num_steps and num_envs must be >= 1, got {num_steps}, {num_envs}")
         self.num_steps, self.num_envs = num_steps, num_envs
@@ -124,8 +141,9 @@ class RolloutBuffer:
         if self.device.type == "cpu":
             names = ("actions", "log_probs", "values", "rewards", "terminated", "truncated", "bootstrap_values")
             self._views = {name: getattr(self, name).numpy() for name in names}
-            self._views["obs"] = ({k: v.numpy() for k, v in self.obs.items()} if isinstance(self.obs, dict)
-                                  else self.obs.numpy())
+            self._views["obs"] = (
+                {k: v.numpy() for k, v in self.obs.items()} if isinstance(self.obs, dict) else self.obs.numpy()
+            )
 
     def reset(self) -> None:
         """Start a new rollout (storage is reused)."""
@@ -146,8 +164,15 @@ class RolloutBuffer:
         if self.obs is None:
             self._allocate(obs, action)
         t = self.step
-        fields = (("actions", action), ("log_probs", log_prob), ("values", value), ("rewards", reward),
-                  ("terminated", terminated), ("truncated", truncated), ("bootstrap_values", bootstrap_value))
+        fields = (
+            ("actions", action),
+            ("log_probs", log_prob),
+            ("values", value),
+            ("rewards", reward),
+            ("terminated", terminated),
+            ("truncated", truncated),
+            ("bootstrap_values", bootstrap_value),
+        )
         if self._views is not None:
             if isinstance(obs, dict):
                 for k, v in obs.items():
@@ -171,8 +196,15 @@ class RolloutBuffer:
         if not self.full:
             raise ValueError(f"rollout incomplete: {self.step}/{self.num_steps} steps stored")
         self.advantages, self.returns = compute_gae(
-            self.rewards, self.values, self.terminated, self.truncated, self.bootstrap_values,
-            last_values.to(self.device, torch.float32), self.gamma, self.gae_lambda)
+            self.rewards,
+            self.values,
+            self.terminated,
+            self.truncated,
+            self.bootstrap_values,
+            last_values.to(self.device, torch.float32),
+            self.gamma,
+            self.gae_lambda,
+        )
 
     def _flat(self, x: torch.Tensor) -> torch.Tensor:
         return x.reshape(self.num_steps * self.num_envs, *x.shape[2:])
@@ -186,15 +218,21 @@ class RolloutBuffer:
             raise ValueError("advantages not computed; call finish(last_values) first")
         indices = torch.arange(self.num_steps * self.num_envs, device=self.device) if idx is None else idx
         obs = {k: take(v) for k, v in self.obs.items()} if isinstance(self.obs, dict) else take(self.obs)
-        return RolloutBatch(indices, obs, take(self.actions), take(self.log_probs), take(self.values),
-                            take(self.advantages), take(self.returns))
+        return RolloutBatch(
+            indices,
+            obs,
+            take(self.actions),
+            take(self.log_probs),
+            take(self.values),
+            take(self.advantages),
+            take(self.returns),
+        )
 
     def full_batch(self) -> RolloutBatch:
         """The whole rollout flattened to T*N samples (time-major)."""
         return self._select(None)
 
-    def minibatches(self, minibatch_size: int, generator: Optional[torch.Generator] = None
-                    ) -> Iterator[RolloutBatch]:
+    def minibatches(self, minibatch_size: int, generator: Optional[torch.Generator] = None) -> Iterator[RolloutBatch]:
         """One shuffled pass over the T*N samples; the last minibatch may be smaller.
 
         The whole rollout is gathered into the shuffled order once, and minibatches
@@ -211,5 +249,12 @@ class RolloutBuffer:
 
 def _slice(batch: RolloutBatch, part: slice) -> RolloutBatch:
     obs = {k: v[part] for k, v in batch.obs.items()} if isinstance(batch.obs, dict) else batch.obs[part]
-    return RolloutBatch(batch.indices[part], obs, batch.actions[part], batch.log_probs[part], batch.values[part],
-                        batch.advantages[part], batch.returns[part])
+    return RolloutBatch(
+        batch.indices[part],
+        obs,
+        batch.actions[part],
+        batch.log_probs[part],
+        batch.values[part],
+        batch.advantages[part],
+        batch.returns[part],
+    )

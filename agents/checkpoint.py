@@ -35,8 +35,19 @@ import torch
 FORMAT_VERSION = 3  # 2: PPO's single Adam, reward-scaling statistics; 3: the dense graph network
 LATEST = "latest.pt"
 BEST = "best.pt"
-REQUIRED_KEYS = ("format_version", "model", "algorithm", "rng", "global_step", "updates",
-                 "best_metric", "run_id", "config", "spaces", "trainer")
+REQUIRED_KEYS = (
+    "format_version",
+    "model",
+    "algorithm",
+    "rng",
+    "global_step",
+    "updates",
+    "best_metric",
+    "run_id",
+    "config",
+    "spaces",
+    "trainer",
+)
 
 
 class CheckpointError(RuntimeError):
@@ -51,8 +62,13 @@ def capture_rng() -> Dict[str, Any]:
     name, keys, pos, has_gauss, cached = np.random.get_state()
     return {
         "python": random.getstate(),
-        "numpy": {"name": name, "keys": keys.tolist(), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "numpy": {
+            "name": name,
+            "keys": keys.tolist(),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "torch": torch.get_rng_state(),
     }
 
@@ -61,8 +77,9 @@ def restore_rng(state: Mapping[str, Any]) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     n = state["numpy"]
-    np.random.set_state((n["name"], np.asarray(n["keys"], dtype=np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
+    np.random.set_state(
+        (n["name"], np.asarray(n["keys"], dtype=np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     torch.set_rng_state(state["torch"])
 
 
@@ -80,23 +97,36 @@ def space_signature(space: gym.Space) -> Dict[str, Any]:
     return {"type": type(space).__name__, "shape": list(space.shape or ()), "dtype": str(space.dtype)}
 
 
-def check_spaces(checkpoint: Mapping, observation_space: gym.Space, action_space: gym.Space,
-                 path: Path | str = "<checkpoint>") -> None:
+def check_spaces(
+    checkpoint: Mapping, observation_space: gym.Space, action_space: gym.Space, path: Path | str = "<checkpoint>"
+) -> None:
     """Raise ``CheckpointError`` if the env's spaces differ from the ones the checkpoint was trained on."""
     for name, space in (("observation", observation_space), ("action", action_space)):
         saved, current = checkpoint["spaces"][name], space_signature(space)
         if saved != current:
-            raise CheckpointError(f"checkpoint {path} is incompatible with this env: its {name} space was "
-                                  f"{saved} but the env now has {current}")
+            raise CheckpointError(
+                f"checkpoint {path} is incompatible with this env: its {name} space was "
+                f"{saved} but the env now has {current}"
+            )
 
 
 # ------------------------------------------------------------- save/load
 
 
-def save_checkpoint(path: Path | str, *, model: torch.nn.Module, algorithm, global_step: int, updates: int,
-                    best_metric: Optional[float], run_id: Optional[str], config: Mapping,
-                    observation_space: gym.Space, action_space: gym.Space,
-                    trainer: Optional[Mapping] = None) -> Path:
+def save_checkpoint(
+    path: Path | str,
+    *,
+    model: torch.nn.Module,
+    algorithm,
+    global_step: int,
+    updates: int,
+    best_metric: Optional[float],
+    run_id: Optional[str],
+    config: Mapping,
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    trainer: Optional[Mapping] = None,
+) -> Path:
     """Atomically write a checkpoint to ``path`` (parent directories are created)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -135,19 +165,23 @@ def load_checkpoint(path: Path | str) -> Dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint path is not a file: {path}")
     if not zipfile.is_zipfile(path):
-        raise CheckpointError(f"checkpoint {path} is not a torch checkpoint file (corrupt, truncated, or "
-                              f"another kind of file)")
+        raise CheckpointError(
+            f"checkpoint {path} is not a torch checkpoint file (corrupt, truncated, or another kind of file)"
+        )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"checkpoint {path} could not be read (corrupt, or not a checkpoint of this "
-                              f"project): {reason}") from e
+        raise CheckpointError(
+            f"checkpoint {path} could not be read (corrupt, or not a checkpoint of this project): {reason}"
+        ) from e
     if not isinstance(checkpoint, dict) or "format_version" not in checkpoint:
         raise CheckpointError(f"checkpoint {path} has no format_version: not a checkpoint of this project")
     if checkpoint["format_version"] != FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {path} has format version {checkpoint['format_version']}, "
-                              f"this code reads version {FORMAT_VERSION}")
+        raise CheckpointError(
+            f"checkpoint {path} has format version {checkpoint['format_version']}, "
+            f"this code reads version {FORMAT_VERSION}"
+        )
     missing = [k for k in REQUIRED_KEYS if k not in checkpoint]
     if missing:
         raise CheckpointError(f"checkpoint {path} is missing entries {missing}")
@@ -160,12 +194,17 @@ def load_model_state(model: torch.nn.Module, checkpoint: Mapping, path: Path | s
     saved = checkpoint["model"]
     missing = sorted(set(current) - set(saved))
     unexpected = sorted(set(saved) - set(current))
-    shapes = sorted(f"{k}: checkpoint {tuple(saved[k].shape)} vs model {tuple(current[k].shape)}"
-                    for k in set(saved) & set(current) if saved[k].shape != current[k].shape)
+    shapes = sorted(
+        f"{k}: checkpoint {tuple(saved[k].shape)} vs model {tuple(current[k].shape)}"
+        for k in set(saved) & set(current)
+        if saved[k].shape != current[k].shape
+    )
     if missing or unexpected or shapes:
-        raise CheckpointError(f"checkpoint {path} does not match the model (was it trained with another "
-                              f"model config or env?): missing {missing}, unexpected {unexpected}, "
-                              f"shape mismatches {shapes}")
+        raise CheckpointError(
+            f"checkpoint {path} does not match the model (was it trained with another "
+            f"model config or env?): missing {missing}, unexpected {unexpected}, "
+            f"shape mismatches {shapes}"
+        )
     model.load_state_dict(saved)
 
 

@@ -1,8 +1,8 @@
 """Structured (typed) configs: the schemas of the Hydra config tree in ``configs/``.
 
 Every yaml file under ``configs/`` starts with
-``defaults: [/schema/<group>/<option>@_here_, _self_]``, naming a dataclass registered here, so Hydra checks the file and every
-command-line override against it while composing:
+``defaults: [/schema/<group>/<option>@_here_, _self_]``, naming a dataclass registered here, so
+Hydra checks the file and every command-line override against it while composing:
 
 - a misspelled key fails: ``Key 'lerning_rate' not in 'PPOAgentConfig'``
 - a wrong type fails: ``Value 'abc' of type 'str' could not be converted to Float``
@@ -29,7 +29,8 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from agents.ppo import PPOConfig, validate_ppo_config
 from agents.trpo import TRPOConfig, validate_trpo_config
-from envs.config import PegInsertionConfig, validate as validate_peg_insertion_config
+from envs.config import PegInsertionConfig
+from envs.config import validate as validate_peg_insertion_config
 
 WANDB_MODES = ("online", "offline", "disabled")
 
@@ -38,7 +39,7 @@ WANDB_MODES = ("online", "offline", "disabled")
 
 @dataclass
 class GymEnvConfig:
-    """Any registered Gymnasium id; ``kwargs`` go to ``gymnasium.make`` unchecked (add keys with ``+env.kwargs.k=v``)."""
+    """Any registered Gymnasium id; ``kwargs`` go to ``gymnasium.make`` unchecked (add keys: ``+env.kwargs.k=v``)."""
 
     name: str = "gym"
     id: str = MISSING
@@ -234,8 +235,10 @@ def _run_dir(resume: Optional[str], default: str) -> str:
         return default
     latest = Path(resume) / "checkpoints" / "latest.pt"
     if not latest.is_file():
-        raise FileNotFoundError(f"resume={resume}: no checkpoint {latest} (not a run directory, or the run "
-                                f"stopped before its first checkpoint)")
+        raise FileNotFoundError(
+            f"resume={resume}: no checkpoint {latest} (not a run directory, or the run "
+            f"stopped before its first checkpoint)"
+        )
     return str(Path(resume).resolve())
 
 
@@ -246,7 +249,8 @@ def register_resolvers() -> None:
     if not OmegaConf.has_resolver("hydra_subdir"):
         # A resumed run keeps the original .hydra/ and records its own invocation next to it.
         OmegaConf.register_new_resolver(
-            "hydra_subdir", lambda resume, stamp: f".hydra/resume-{stamp}" if resume else ".hydra")
+            "hydra_subdir", lambda resume, stamp: f".hydra/resume-{stamp}" if resume else ".hydra"
+        )
 
 
 def typed_config(plain: Mapping) -> DictConfig:
@@ -306,8 +310,15 @@ def _reraise(prefix: str, check) -> None:
         raise ValueError(f"{prefix}: {e}") from None
 
 
-RESUME_OVERRIDABLE = ("total_steps", "checkpoint_every", "progress_bar", "torch_threads", "device",
-                      "async_envs", "logger.wandb.mode")
+RESUME_OVERRIDABLE = (
+    "total_steps",
+    "checkpoint_every",
+    "progress_bar",
+    "torch_threads",
+    "device",
+    "async_envs",
+    "logger.wandb.mode",
+)
 
 
 def apply_resume_overrides(saved: Mapping, overrides: Sequence[tuple]) -> DictConfig:
@@ -321,7 +332,9 @@ def apply_resume_overrides(saved: Mapping, overrides: Sequence[tuple]) -> DictCo
         if key == "resume":
             continue
         if key not in RESUME_OVERRIDABLE:
-            raise ValueError(f"'{key}' cannot be changed when resuming (the run continues with its saved "
-                             f"config); allowed overrides: {list(RESUME_OVERRIDABLE)}")
+            raise ValueError(
+                f"'{key}' cannot be changed when resuming (the run continues with its saved "
+                f"config); allowed overrides: {list(RESUME_OVERRIDABLE)}"
+            )
         OmegaConf.update(cfg, key, value)
     return cfg

@@ -48,8 +48,10 @@ def dense_graph(t: Mapping[str, torch.Tensor]) -> DenseGraph:
     count = count[:, :cells]
     if bool((count > 1).any()):
         graph = int(torch.nonzero(count > 1)[0, 0])
-        raise ValueError(f"edge_index lists the same (source, target) pair twice in batch element {graph}; "
-                         "each ordered node pair may have at most one edge")
+        raise ValueError(
+            f"edge_index lists the same (source, target) pair twice in batch element {graph}; "
+            "each ordered node pair may have at most one edge"
+        )
     grid = torch.zeros(b, cells + 1, d, dtype=edge_attr.dtype, device=nodes.device)
     grid.scatter_(1, cell.unsqueeze(-1).expand(b, -1, d), edge_attr)
     return DenseGraph(nodes, t["node_mask"], grid[:, :cells].view(b, n, n, d), (count > 0).view(b, n, n))

@@ -74,8 +74,9 @@ class GraphAttention(nn.Module):
         self.value, self.root = nn.Linear(hidden_dim, hidden_dim), nn.Linear(hidden_dim, hidden_dim)
         self.edge = nn.Linear(edge_dim, hidden_dim, bias=False)  # W_e
 
-    def forward(self, h: torch.Tensor, edges: torch.Tensor, score_mask: torch.Tensor,
-                adjacency: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, h: torch.Tensor, edges: torch.Tensor, score_mask: torch.Tensor, adjacency: torch.Tensor
+    ) -> torch.Tensor:
         """h (B, N, hidden); edges (B, N, N, E); score_mask (B, N, N) 0 on edges and NO_EDGE_SCORE
         elsewhere; adjacency the same as 1/0 floats."""
         q = self.query(h) * self.scale
@@ -95,8 +96,15 @@ class GraphEncoder(nn.Module):
     wider grid are most of a round's cost at 10 nodes (scripts/benchmark_gnn.py).
     """
 
-    def __init__(self, node_dim: int, edge_dim: int, hidden_dim: int, edge_hidden_dim: Optional[int],
-                 num_layers: int, activation: str):
+    def __init__(
+        self,
+        node_dim: int,
+        edge_dim: int,
+        hidden_dim: int,
+        edge_hidden_dim: Optional[int],
+        num_layers: int,
+        activation: str,
+    ):
         super().__init__()
         gain = math.sqrt(2.0)
         self.node_encoder = mlp(node_dim, [hidden_dim], hidden_dim, activation, last_gain=gain)
@@ -127,15 +135,18 @@ def pool(h: torch.Tensor, node_mask: torch.Tensor) -> torch.Tensor:
 def graph_dims(observation_space: gym.Space) -> Tuple[int, int]:
     """(node_dim, edge_dim) of a graph observation space; the node/edge counts are not fixed."""
     if not isinstance(observation_space, gym.spaces.Dict):
-        raise ValueError(f"GraphActorCritic needs a graph Dict observation space, got {observation_space}; "
-                         f"use obs_mode='graph' or the MLP actor-critic (agents/mlp.py)")
+        raise ValueError(
+            f"GraphActorCritic needs a graph Dict observation space, got {observation_space}; "
+            f"use obs_mode='graph' or the MLP actor-critic (agents/mlp.py)"
+        )
     missing = [k for k in GRAPH_KEYS if k not in observation_space.spaces]
     if missing:
         raise ValueError(f"graph observation space is missing key(s) {missing}; expected {list(GRAPH_KEYS)}")
     for key in ("nodes", "edge_attr"):
         if len(observation_space[key].shape) != 2:
-            raise ValueError(f"observation_space['{key}'] must be 2-D (count, dim), "
-                             f"got shape {observation_space[key].shape}")
+            raise ValueError(
+                f"observation_space['{key}'] must be 2-D (count, dim), got shape {observation_space[key].shape}"
+            )
     return observation_space["nodes"].shape[1], observation_space["edge_attr"].shape[1]
 
 
@@ -148,10 +159,20 @@ class GraphActorCritic(nn.Module):
     both with one optimizer over ``parameters()`` in that case.
     """
 
-    def __init__(self, observation_space: gym.Space, action_space: gym.Space, hidden_dim: int = 64,
-                 edge_hidden_dim: Optional[int] = None, num_layers: int = 2, actor_pooling: bool = True,
-                 shared_encoder: bool = False, activation: str = "elu", init_log_std: float = 0.0,
-                 normalize_obs: bool = True, obs_clip: Optional[float] = 10.0):
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        hidden_dim: int = 64,
+        edge_hidden_dim: Optional[int] = None,
+        num_layers: int = 2,
+        actor_pooling: bool = True,
+        shared_encoder: bool = False,
+        activation: str = "elu",
+        init_log_std: float = 0.0,
+        normalize_obs: bool = True,
+        obs_clip: Optional[float] = 10.0,
+    ):
         super().__init__()
         self.node_dim, self.edge_dim = graph_dims(observation_space)
         if not isinstance(action_space, gym.spaces.Box) or len(action_space.shape) != 1:
@@ -174,8 +195,7 @@ class GraphActorCritic(nn.Module):
         t = to_tensors(obs, device=self.action_head.log_std.device)
         for key, dim in (("nodes", self.node_dim), ("edge_attr", self.edge_dim)):
             if t[key].shape[-1] != dim:
-                raise ValueError(f"'{key}' has feature size {t[key].shape[-1]}, "
-                                 f"but the model was built for {dim}")
+                raise ValueError(f"'{key}' has feature size {t[key].shape[-1]}, but the model was built for {dim}")
         return t
 
     def _graph(self, obs: Mapping) -> Tuple[DenseGraph, torch.Tensor, torch.Tensor]:
@@ -230,8 +250,7 @@ class GraphActorCritic(nn.Module):
 
     # -- parameter groups ------------------------------------------------------------------
     def actor_parameters(self) -> list:
-        return [*self.actor_encoder.parameters(), *self.actor_mean.parameters(),
-                *self.action_head.parameters()]
+        return [*self.actor_encoder.parameters(), *self.actor_mean.parameters(), *self.action_head.parameters()]
 
     def critic_parameters(self) -> list:
         encoder = [] if self.critic_encoder is None else list(self.critic_encoder.parameters())

@@ -39,8 +39,9 @@ def _as_tensor(name: str, value, device) -> torch.Tensor:
     if isinstance(value, (np.ndarray, list, tuple)):
         value = torch.as_tensor(np.asarray(value))
     if not isinstance(value, torch.Tensor):
-        raise ValueError(f"graph observation '{name}' must be a numpy array or torch tensor, "
-                         f"got {type(value).__name__}")
+        raise ValueError(
+            f"graph observation '{name}' must be a numpy array or torch tensor, got {type(value).__name__}"
+        )
     return value.to(device)
 
 
@@ -68,16 +69,14 @@ def to_tensors(obs: Mapping, device=None) -> dict:
     each with a leading batch dimension.
     """
     if not isinstance(obs, Mapping):
-        raise ValueError(f"graph observation must be a dict with keys {list(GRAPH_KEYS)}, "
-                         f"got {type(obs).__name__}")
+        raise ValueError(f"graph observation must be a dict with keys {list(GRAPH_KEYS)}, got {type(obs).__name__}")
     missing = [k for k in GRAPH_KEYS if k not in obs]
     if missing:
         raise ValueError(f"graph observation is missing key(s) {missing}; expected {list(GRAPH_KEYS)}")
     if device is None:
         nodes = obs["nodes"]
         device = nodes.device if isinstance(nodes, torch.Tensor) else torch.device("cpu")
-    out = {k: _float_tensor(k, obs[k], device)
-           for k in ("nodes", "node_mask", "edge_attr", "edge_mask")}
+    out = {k: _float_tensor(k, obs[k], device) for k in ("nodes", "node_mask", "edge_attr", "edge_mask")}
     out["edge_index"] = _edge_index_tensor(obs["edge_index"], device)
     if out["nodes"].dim() == 2:  # a single observation: add the batch dimension everywhere
         out = {k: v.unsqueeze(0) for k, v in out.items()}
@@ -98,8 +97,9 @@ def _check_shapes(t: dict) -> None:
     expected = {"node_mask": (b, n), "edge_mask": (b, e)}
     for key, shape in expected.items():
         if tuple(t[key].shape) != shape:
-            raise ValueError(f"'{key}' must have shape {shape} to match 'nodes'/'edge_index', "
-                             f"got {tuple(t[key].shape)}")
+            raise ValueError(
+                f"'{key}' must have shape {shape} to match 'nodes'/'edge_index', got {tuple(t[key].shape)}"
+            )
     if edge_attr.dim() != 3 or edge_attr.shape[:2] != (b, e):
         raise ValueError(f"'edge_attr' must be (B, E, D) with B={b}, E={e}, got shape {tuple(edge_attr.shape)}")
 
@@ -109,12 +109,14 @@ def check_references(node_valid: torch.Tensor, edge_index: torch.Tensor, edge_va
     n = node_valid.shape[1]
     if not bool(node_valid[:, 0].all()):
         bad = torch.nonzero(~node_valid[:, 0]).flatten().tolist()
-        raise ValueError(f"node_mask[:, 0] must be 1 (node 0 is the controlled object); "
-                         f"missing in batch element(s) {bad[:10]}")
+        raise ValueError(
+            f"node_mask[:, 0] must be 1 (node 0 is the controlled object); missing in batch element(s) {bad[:10]}"
+        )
     used = edge_index[edge_valid.unsqueeze(1).expand_as(edge_index)]
     if used.numel() and (int(used.min()) < 0 or int(used.max()) >= n):
-        raise ValueError(f"edge_index has values outside [0, {n}) on valid edges "
-                         f"(min {int(used.min())}, max {int(used.max())})")
+        raise ValueError(
+            f"edge_index has values outside [0, {n}) on valid edges (min {int(used.min())}, max {int(used.max())})"
+        )
     endpoint_valid = torch.gather(node_valid, 1, edge_index.clamp(0, n - 1).flatten(1)).view_as(edge_index)
     if not bool((endpoint_valid.all(dim=1) | ~edge_valid).all()):
         raise ValueError("edge_index references padding nodes (node_mask 0) on edges with edge_mask 1")

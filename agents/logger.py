@@ -77,8 +77,14 @@ class Logger:
     checkpoint (``Logger.run_id``).
     """
 
-    def __init__(self, run_dir: Path, wandb_cfg: Mapping, run_config: Mapping,
-                 run_id: Optional[str] = None, resume_step: Optional[int] = None):
+    def __init__(
+        self,
+        run_dir: Path,
+        wandb_cfg: Mapping,
+        run_config: Mapping,
+        run_id: Optional[str] = None,
+        resume_step: Optional[int] = None,
+    ):
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.csv = CSVWriter(self.run_dir / "metrics.csv", resume_step)
@@ -139,9 +145,16 @@ def _init_wandb(run_dir: Path, cfg: Mapping, run_config: Mapping, run_id: str):
     os.environ.setdefault("WANDB_SILENT", "true")
     os.environ["WANDB_MODE"] = cfg["mode"]
     run = wandb.init(
-        mode=cfg["mode"], project=cfg["project"], entity=cfg.get("entity"), group=cfg.get("group"),
-        tags=list(cfg.get("tags") or []), name=cfg.get("name") or f"{run_dir.parent.name}/{run_dir.name}",
-        id=run_id, resume="allow", dir=str(run_dir), config=dict(run_config),
+        mode=cfg["mode"],
+        project=cfg["project"],
+        entity=cfg.get("entity"),
+        group=cfg.get("group"),
+        tags=list(cfg.get("tags") or []),
+        name=cfg.get("name") or f"{run_dir.parent.name}/{run_dir.name}",
+        id=run_id,
+        resume="allow",
+        dir=str(run_dir),
+        config=dict(run_config),
         reinit="finish_previous",
         settings=wandb.Settings(silent=True, console="off", x_disable_stats=True, init_timeout=60),
     )

@@ -45,14 +45,23 @@ def mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int, activation: str,
 class MLPActorCritic(nn.Module):
     """Gaussian MLP policy and MLP value function; implements the contract in docs/CONTRACTS.md."""
 
-    def __init__(self, observation_space: gym.Space, action_space: gym.Space,
-                 hidden_sizes: Sequence[int] = (64, 64), critic_hidden_sizes: Sequence[int] | None = None,
-                 activation: str = "tanh", init_log_std: float = 0.0,
-                 normalize_obs: bool = True, obs_clip: float | None = 10.0):
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        hidden_sizes: Sequence[int] = (64, 64),
+        critic_hidden_sizes: Sequence[int] | None = None,
+        activation: str = "tanh",
+        init_log_std: float = 0.0,
+        normalize_obs: bool = True,
+        obs_clip: float | None = 10.0,
+    ):
         super().__init__()
         if isinstance(observation_space, gym.spaces.Dict):
-            raise ValueError("MLPActorCritic needs a Box observation space but got a graph Dict; "
-                             "use obs_mode='flat' or the GNN actor-critic (agents/gnn.py)")
+            raise ValueError(
+                "MLPActorCritic needs a Box observation space but got a graph Dict; "
+                "use obs_mode='flat' or the GNN actor-critic (agents/gnn.py)"
+            )
         if not isinstance(observation_space, gym.spaces.Box):
             raise ValueError(f"MLPActorCritic needs a Box observation space, got {observation_space}")
         if not isinstance(action_space, gym.spaces.Box) or len(action_space.shape) != 1:

@@ -38,7 +38,7 @@ class RunningMeanStd(nn.Module):
 
     def _rows(self, x: torch.Tensor) -> torch.Tensor:
         """View ``x`` (..., *shape) as (M, *shape) samples."""
-        if tuple(x.shape[x.dim() - len(self.shape):]) != self.shape:
+        if tuple(x.shape[x.dim() - len(self.shape) :]) != self.shape:
             raise ValueError(f"expected trailing shape {self.shape}, got tensor of shape {tuple(x.shape)}")
         return x.reshape(-1, *self.shape)
 
@@ -83,8 +83,9 @@ class ObservationNormalizer(nn.Module):
     ``enabled=False`` makes both no-ops, for ablations.
     """
 
-    def __init__(self, observation_space: gym.Space, clip: Optional[float] = 10.0,
-                 epsilon: float = 1e-8, enabled: bool = True):
+    def __init__(
+        self, observation_space: gym.Space, clip: Optional[float] = 10.0, epsilon: float = 1e-8, enabled: bool = True
+    ):
         super().__init__()
         self.enabled = enabled
         if isinstance(observation_space, gym.spaces.Box):
@@ -93,8 +94,10 @@ class ObservationNormalizer(nn.Module):
         elif isinstance(observation_space, gym.spaces.Dict):
             missing = [k for k in GRAPH_KEYS if k not in observation_space.spaces]
             if missing:
-                raise ValueError(f"Dict observation space is not a graph: missing keys {missing} "
-                                 f"(expected {list(GRAPH_KEYS)}, see docs/CONTRACTS.md)")
+                raise ValueError(
+                    f"Dict observation space is not a graph: missing keys {missing} "
+                    f"(expected {list(GRAPH_KEYS)}, see docs/CONTRACTS.md)"
+                )
             self.is_graph = True
             self.nodes = RunningMeanStd(observation_space["nodes"].shape[-1:], epsilon, clip)
             self.edges = RunningMeanStd(observation_space["edge_attr"].shape[-1:], epsilon, clip)

@@ -54,8 +54,15 @@ def validate_ppo_config(config: PPOConfig) -> PPOConfig:
     for name in ("learning_rate", "num_epochs", "min_lr", "max_lr", "init_beta"):
         if not getattr(config, name) > 0:
             raise ValueError(f"{name} must be positive, got {getattr(config, name)!r}")
-    for name in ("minibatch_size", "num_minibatches", "clip_coef", "value_clip_coef", "critic_learning_rate",
-                 "max_grad_norm", "target_kl"):
+    for name in (
+        "minibatch_size",
+        "num_minibatches",
+        "clip_coef",
+        "value_clip_coef",
+        "critic_learning_rate",
+        "max_grad_norm",
+        "target_kl",
+    ):
         value = getattr(config, name)
         if value is not None and not value > 0:
             raise ValueError(f"{name} must be positive or None, got {value!r}")
@@ -76,8 +83,9 @@ def approx_kl(log_ratio: torch.Tensor) -> torch.Tensor:
     return (torch.expm1(log_ratio) - log_ratio).mean()
 
 
-def clipped_surrogate_loss(log_ratio: torch.Tensor, advantages: torch.Tensor, clip_coef: Optional[float]
-                           ) -> Tuple[torch.Tensor, torch.Tensor]:
+def clipped_surrogate_loss(
+    log_ratio: torch.Tensor, advantages: torch.Tensor, clip_coef: Optional[float]
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Negated clipped surrogate, Schulman 2017 eq. (7): -mean(min(r A, clip(r, 1-e, 1+e) A)).
 
     Returns (loss, clip_fraction = share of samples with |r - 1| > e).
@@ -121,9 +129,14 @@ class PPO:
         # One Adam, two parameter groups (actor, critic: their own learning rates). Adam is per-parameter, so
         # this is the same as two optimizers in one call; fused: one kernel for all parameters, ~3x faster
         # than the per-tensor loop for small networks on CPU.
-        self.optimizer = torch.optim.Adam([{"params": self.actor_parameters, "lr": config.learning_rate},
-                                           {"params": self.critic_parameters, "lr": self.critic_base_lr}],
-                                          eps=1e-5, fused=True)
+        self.optimizer = torch.optim.Adam(
+            [
+                {"params": self.actor_parameters, "lr": config.learning_rate},
+                {"params": self.critic_parameters, "lr": self.critic_base_lr},
+            ],
+            eps=1e-5,
+            fused=True,
+        )
         self.beta = config.init_beta
         self.learning_rate = config.learning_rate  # actor lr before annealing; moved by kl_adaptive_lr
 
@@ -167,8 +180,9 @@ class PPO:
             clip_grad_norm(self.critic_parameters, self.config.max_grad_norm)
         self.optimizer.step()
 
-    def _minibatch_loss(self, mb: RolloutBatch, old_log_probs: torch.Tensor
-                        ) -> Tuple[torch.Tensor, torch.Tensor, Dict[str, float]]:
+    def _minibatch_loss(
+        self, mb: RolloutBatch, old_log_probs: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor, Dict[str, float]]:
         """Total loss of one minibatch, its approx KL (k3) and the scalars to log."""
         cfg = self.config
         dist, values = self.model.distribution_and_value(mb.obs)
@@ -183,8 +197,13 @@ class PPO:
         loss = policy_loss - cfg.ent_coef * entropy + cfg.vf_coef * value_loss
         if cfg.kl_penalty:
             loss = loss + self.beta * kl  # PPO-penalty, Schulman 2017 eq. (8)
-        logs = {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy,
-                "clip_fraction": clip_fraction, "kl_penalty": self.beta * kl}
+        logs = {
+            "policy_loss": policy_loss,
+            "value_loss": value_loss,
+            "entropy": entropy,
+            "clip_fraction": clip_fraction,
+            "kl_penalty": self.beta * kl,
+        }
         return loss, kl.detach(), {k: v.item() for k, v in logs.items()}
 
     def _adapt(self, kl: float) -> None:
@@ -226,9 +245,14 @@ class PPO:
         final_kl = approx_kl(self._log_probs(buffer, minibatch_size) - old_log_probs).item()
         self._adapt(final_kl)
         metrics = {k: sum(h[k] for h in history) / len(history) for k in history[0]}
-        metrics.update(approx_kl=final_kl, beta=self.beta, learning_rate=actor_lr, num_updates=num_updates,
-                       early_stopped=float(early_stopped),
-                       explained_variance=explained_variance(buffer.values.flatten(), buffer.returns.flatten()))
+        metrics.update(
+            approx_kl=final_kl,
+            beta=self.beta,
+            learning_rate=actor_lr,
+            num_updates=num_updates,
+            early_stopped=float(early_stopped),
+            explained_variance=explained_variance(buffer.values.flatten(), buffer.returns.flatten()),
+        )
         return metrics
 
     def state_dict(self) -> dict:

@@ -50,8 +50,12 @@ class KeepInfoKeys(gym.Wrapper):
         return obs, reward, terminated, truncated, self._keep(info)
 
 
-def _make_env(env_id: Union[str, Callable[..., gym.Env]], env_kwargs: Dict[str, Any],
-              max_episode_steps: Optional[int], info_keys: Optional[Sequence[str]] = None) -> gym.Env:
+def _make_env(
+    env_id: Union[str, Callable[..., gym.Env]],
+    env_kwargs: Dict[str, Any],
+    max_episode_steps: Optional[int],
+    info_keys: Optional[Sequence[str]] = None,
+) -> gym.Env:
     """Build one env (runs inside the worker process for AsyncVectorEnv)."""
     if callable(env_id):
         env = env_id(**env_kwargs)
@@ -64,10 +68,16 @@ def _make_env(env_id: Union[str, Callable[..., gym.Env]], env_kwargs: Dict[str, 
     return gym.wrappers.RecordEpisodeStatistics(env)  # outside the filter: its "episode" entry always passes
 
 
-def make_vector_env(env_id: Union[str, Callable[..., gym.Env]], env_kwargs: Optional[Dict[str, Any]] = None,
-                    num_envs: int = 1, seed: Optional[int] = None, asynchronous: bool = True,
-                    max_episode_steps: Optional[int] = None, context: Optional[str] = None,
-                    info_keys: Optional[Sequence[str]] = None) -> gym.vector.VectorEnv:
+def make_vector_env(
+    env_id: Union[str, Callable[..., gym.Env]],
+    env_kwargs: Optional[Dict[str, Any]] = None,
+    num_envs: int = 1,
+    seed: Optional[int] = None,
+    asynchronous: bool = True,
+    max_episode_steps: Optional[int] = None,
+    context: Optional[str] = None,
+    info_keys: Optional[Sequence[str]] = None,
+) -> gym.vector.VectorEnv:
     """``num_envs`` copies of ``env_id`` (a registered id or an env constructor) with SAME_STEP autoreset.
 
     Each env is wrapped in ``RecordEpisodeStatistics``. ``info_keys`` (None:
@@ -83,8 +93,9 @@ def make_vector_env(env_id: Union[str, Callable[..., gym.Env]], env_kwargs: Opti
     if isinstance(info_keys, str):
         raise ValueError(f"info_keys must be a list of info keys, got the string {info_keys!r}")
     keys = None if info_keys is None else tuple(info_keys)
-    env_fns = [functools.partial(_make_env, env_id, dict(env_kwargs or {}), max_episode_steps, keys)
-               for _ in range(num_envs)]
+    env_fns = [
+        functools.partial(_make_env, env_id, dict(env_kwargs or {}), max_episode_steps, keys) for _ in range(num_envs)
+    ]
     mode = gym.vector.AutoresetMode.SAME_STEP
     if asynchronous and num_envs > 1:
         envs = gym.vector.AsyncVectorEnv(env_fns, context=context, autoreset_mode=mode)
@@ -133,8 +144,14 @@ class RolloutCollector:
     (only for ablations/tests).
     """
 
-    def __init__(self, envs: gym.vector.VectorEnv, model: torch.nn.Module, buffer: RolloutBuffer,
-                 seed: Optional[int] = None, bootstrap_truncated: bool = True):
+    def __init__(
+        self,
+        envs: gym.vector.VectorEnv,
+        model: torch.nn.Module,
+        buffer: RolloutBuffer,
+        seed: Optional[int] = None,
+        bootstrap_truncated: bool = True,
+    ):
         if buffer.num_envs != envs.num_envs:
             raise ValueError(f"buffer has {buffer.num_envs} envs but the vector env has {envs.num_envs}")
         space = envs.single_action_space
@@ -153,8 +170,7 @@ class RolloutCollector:
             return self.model.rollout_policy()
         return TorchRolloutPolicy(self.model, self.buffer.device)
 
-    def _final_values(self, policy, info: Dict[str, Any], truncated: np.ndarray, terminated: np.ndarray
-                      ) -> np.ndarray:
+    def _final_values(self, policy, info: Dict[str, Any], truncated: np.ndarray, terminated: np.ndarray) -> np.ndarray:
         """V(true final obs) for envs truncated (and not terminated) at this step, 0 elsewhere."""
         values = np.zeros(self.envs.num_envs, dtype=np.float32)
         envs = np.flatnonzero(truncated & ~terminated)

@@ -32,6 +32,7 @@ NumpyObs = Union[np.ndarray, Dict[str, np.ndarray]]
 
 def obs_to_tensor(obs: NumpyObs, device: Union[str, torch.device]) -> Any:
     """Batched numpy observation (array or dict of arrays) to tensors; floats become float32."""
+
     def convert(x):
         t = torch.as_tensor(np.asarray(x), device=device)
         return t.float() if t.is_floating_point() else t
@@ -177,23 +178,34 @@ class _NumpyGraphEncoder:
             # One (hidden, 4 hidden) matmul for query (with the 1/sqrt(d) scale folded in), key, value, root.
             projections = [_numpy_linear(p) for p in (layer.query, layer.key, layer.value, layer.root)]
             projections[0] = (projections[0][0] * layer.scale, projections[0][1] * layer.scale)
-            self.layers.append({
-                "project": (np.concatenate([w for w, _ in projections], axis=1),
-                            np.concatenate([b for _, b in projections])),
-                "width": w_e.shape[0], "edge": w_e.copy(), "edge_t": w_e.T.copy(),
-                "norm": (norm.weight.detach().cpu().numpy().astype(np.float32),
-                         norm.bias.detach().cpu().numpy().astype(np.float32),
-                         np.float32(1.0 / norm.normalized_shape[0]), np.float32(norm.eps))})
+            self.layers.append(
+                {
+                    "project": (
+                        np.concatenate([w for w, _ in projections], axis=1),
+                        np.concatenate([b for _, b in projections]),
+                    ),
+                    "width": w_e.shape[0],
+                    "edge": w_e.copy(),
+                    "edge_t": w_e.T.copy(),
+                    "norm": (
+                        norm.weight.detach().cpu().numpy().astype(np.float32),
+                        norm.bias.detach().cpu().numpy().astype(np.float32),
+                        np.float32(1.0 / norm.normalized_shape[0]),
+                        np.float32(norm.eps),
+                    ),
+                }
+            )
 
-    def __call__(self, nodes: np.ndarray, edges: np.ndarray, score_mask: np.ndarray,
-                 adjacency: np.ndarray) -> np.ndarray:
+    def __call__(
+        self, nodes: np.ndarray, edges: np.ndarray, score_mask: np.ndarray, adjacency: np.ndarray
+    ) -> np.ndarray:
         h = _run(self.node_encoder, nodes)
         if self.edge_encoder is not None:
             edges = _run(self.edge_encoder, edges)
         for p in self.layers:
             width = p["width"]
             projected = _affine(h, p["project"])
-            q, k, v, root = (projected[..., i * width:(i + 1) * width] for i in range(4))
+            q, k, v, root = (projected[..., i * width : (i + 1) * width] for i in range(4))
             scores = ((q @ p["edge"])[:, :, None, :] * edges).sum(-1) + score_mask
             scores += q @ k.transpose(0, 2, 1)
             attention = _numpy_softmax(scores) * adjacency
@@ -225,8 +237,10 @@ class NumpyGraphPolicy(_NumpyGaussianPolicy):
         normalizer = model.obs_normalizer
         self.statistics = None
         if normalizer.enabled:
-            self.statistics = {"nodes": _numpy_statistics(normalizer.nodes),
-                               "edge_attr": _numpy_statistics(normalizer.edges)}
+            self.statistics = {
+                "nodes": _numpy_statistics(normalizer.nodes),
+                "edge_attr": _numpy_statistics(normalizer.edges),
+            }
         self.model = model
         self.actor_encoder = _NumpyGraphEncoder(model.actor_encoder)
         self.critic_encoder = None if model.critic_encoder is None else _NumpyGraphEncoder(model.critic_encoder)
@@ -246,8 +260,12 @@ class NumpyGraphPolicy(_NumpyGaussianPolicy):
         edge_index, edge_mask, node_mask = (np.asarray(obs[k]) for k in ("edge_index", "edge_mask", "node_mask"))
         # One entry per batch shape: a rollout alternates between all envs and the few truncated ones.
         cached = self._structures.get(edge_index.shape)
-        if (cached is not None and np.array_equal(cached[0], edge_index)
-                and np.array_equal(cached[1], edge_mask) and np.array_equal(cached[2], node_mask)):
+        if (
+            cached is not None
+            and np.array_equal(cached[0], edge_index)
+            and np.array_equal(cached[1], edge_mask)
+            and np.array_equal(cached[2], node_mask)
+        ):
             return cached[3:]
         from agents.dense_graph import dense_graph
 
@@ -271,8 +289,7 @@ class NumpyGraphPolicy(_NumpyGaussianPolicy):
         edges[graphs, cells] = edge_attr[valid]
         edges = edges.reshape(b, n, n, -1)
         actor_h = self.actor_encoder(nodes, edges, score_mask, adjacency)
-        critic_h = actor_h if self.critic_encoder is None else self.critic_encoder(nodes, edges, score_mask,
-                                                                                    adjacency)
+        critic_h = actor_h if self.critic_encoder is None else self.critic_encoder(nodes, edges, score_mask, adjacency)
         return actor_h, critic_h, node_mask[..., None]
 
     @staticmethod
@@ -280,8 +297,7 @@ class NumpyGraphPolicy(_NumpyGaussianPolicy):
         mean = (h * mask).sum(1) / mask.sum(1)
         return np.concatenate([mean, np.where(mask > 0, h, -np.inf).max(1)], axis=-1)
 
-    def act(self, obs: Dict[str, np.ndarray], deterministic: bool = False
-            ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def act(self, obs: Dict[str, np.ndarray], deterministic: bool = False) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         actor_h, critic_h, mask = self._embeddings(obs)
         features = actor_h[:, 0]
         if self.actor_pooling:

@@ -45,7 +45,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-import envs  # noqa: F401  (registers GraphInsertion/* ids, also in env worker processes)
+import envs as _registers_env_ids  # noqa: F401  (GraphInsertion/* ids, also in env worker processes)
 from agents import checkpoint as ckpt
 from agents.buffer import RolloutBuffer
 from agents.config import dataclass_from, to_container, validate_train_config
@@ -84,8 +84,9 @@ class EpisodeSeeding(gym.Wrapper):
         return self.env.reset(seed=int(sequence.generate_state(1)[0]), options=options)
 
 
-def make_env(env_id: str, max_episode_steps: Optional[int] = None, render_mode: Optional[str] = None,
-             **kwargs) -> gym.Env:
+def make_env(
+    env_id: str, max_episode_steps: Optional[int] = None, render_mode: Optional[str] = None, **kwargs
+) -> gym.Env:
     """One env from the config's ``env.id``/``max_episode_steps``/``kwargs``, with ``EpisodeSeeding``."""
     if multiprocessing.parent_process() is not None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # in an env worker: Ctrl-C is for the training loop
@@ -107,8 +108,15 @@ def make_training_envs(cfg: DictConfig) -> gym.vector.VectorEnv:
     # "fork" explicitly: inside Hydra's joblib (loky) workers the default start method pickles the
     # workers' arguments, and gymnasium's shared-memory observation buffers cannot be pickled.
     context = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
-    envs = make_vector_env(factory, env_kwargs(cfg.env), num_envs=cfg.num_envs, seed=cfg.seed,
-                           asynchronous=cfg.async_envs, context=context, info_keys=cfg.info_keys)
+    envs = make_vector_env(
+        factory,
+        env_kwargs(cfg.env),
+        num_envs=cfg.num_envs,
+        seed=cfg.seed,
+        asynchronous=cfg.async_envs,
+        context=context,
+        info_keys=cfg.info_keys,
+    )
     if cfg.normalize_rewards:
         # Rewards divided by the running std of their discounted sum (as SB3's VecNormalize and
         # CleanRL do). RecordEpisodeStatistics sits inside each env, so logged returns stay raw.
@@ -140,15 +148,19 @@ def build_model(model_cfg: DictConfig, observation_space: gym.Space, action_spac
     kwargs = {k: v for k, v in OmegaConf.to_container(model_cfg, resolve=True).items() if k != "name"}
     if model_cfg.name == "gnn":
         if not is_graph:
-            raise ValueError(f"model=gnn needs graph (Dict) observations, but the env's observation space is "
-                             f"{observation_space}; use model=mlp, or env.kwargs.obs_mode=graph for peg insertion")
+            raise ValueError(
+                f"model=gnn needs graph (Dict) observations, but the env's observation space is "
+                f"{observation_space}; use model=mlp, or env.kwargs.obs_mode=graph for peg insertion"
+            )
         from agents.gnn import GraphActorCritic
 
         return GraphActorCritic(observation_space, action_space, **kwargs)
     if model_cfg.name == "mlp":
         if is_graph:
-            raise ValueError("model=mlp needs flat (Box) observations, but the env emits graph (Dict) "
-                             "observations; use model=gnn, or env.kwargs.obs_mode=flat for peg insertion")
+            raise ValueError(
+                "model=mlp needs flat (Box) observations, but the env emits graph (Dict) "
+                "observations; use model=gnn, or env.kwargs.obs_mode=flat for peg insertion"
+            )
         from agents.mlp import MLPActorCritic
 
         return MLPActorCritic(observation_space, action_space, **kwargs)
@@ -174,17 +186,24 @@ def seed_everything(seed: int) -> None:
 
 
 @torch.no_grad()
-def policy_action(model: torch.nn.Module, obs, action_space: gym.spaces.Box, deterministic: bool,
-                  device: str = "cpu") -> np.ndarray:
+def policy_action(
+    model: torch.nn.Module, obs, action_space: gym.spaces.Box, deterministic: bool, device: str = "cpu"
+) -> np.ndarray:
     """Action for one (unbatched) observation, clipped to the action space."""
     batch = obs_to_tensor(stack_obs([obs]), device)
     action, _, _ = model.act(batch, deterministic=deterministic)
     return np.clip(action[0].cpu().numpy(), action_space.low, action_space.high)
 
 
-def run_episodes(env: gym.Env, model: torch.nn.Module, episodes: int, deterministic: bool, seed: int,
-                 device: str = "cpu", on_step: Optional[Callable[[int, gym.Env], None]] = None
-                 ) -> List[Dict[str, Any]]:
+def run_episodes(
+    env: gym.Env,
+    model: torch.nn.Module,
+    episodes: int,
+    deterministic: bool,
+    seed: int,
+    device: str = "cpu",
+    on_step: Optional[Callable[[int, gym.Env], None]] = None,
+) -> List[Dict[str, Any]]:
     """Play ``episodes`` episodes without touching the normaliser; one result dict per episode.
 
     Episode k starts from the same state for a given ``seed`` (``EpisodeSeeding``).
@@ -201,15 +220,23 @@ def run_episodes(env: gym.Env, model: torch.nn.Module, episodes: int, determinis
         total, steps, steps_to_success, reports_success, done = 0.0, 0, None, False, False
         while not done:
             obs, reward, terminated, truncated, info = env.step(
-                policy_action(model, obs, env.action_space, deterministic, device))
+                policy_action(model, obs, env.action_space, deterministic, device)
+            )
             total, steps, done = total + float(reward), steps + 1, terminated or truncated
             reports_success = reports_success or "is_success" in info
             if steps_to_success is None and info.get("is_success", False):
                 steps_to_success = steps
             if on_step:
                 on_step(episode, env)
-        results.append({"return": total, "length": steps, "success": steps_to_success is not None,
-                        "steps_to_success": steps_to_success, "reports_success": reports_success})
+        results.append(
+            {
+                "return": total,
+                "length": steps,
+                "success": steps_to_success is not None,
+                "steps_to_success": steps_to_success,
+                "reports_success": reports_success,
+            }
+        )
     model.train()
     return results
 
@@ -253,17 +280,27 @@ class RunState:
         return True
 
     def extra(self, episode_index: List[int], reward_stats: Optional[Dict[str, float]]) -> Dict[str, Any]:
-        return {"best_metric_name": self.best_metric_name, "elapsed": self.elapsed,
-                "recent_returns": list(self.recent_returns), "recent_successes": list(self.recent_successes),
-                "episode_index": list(episode_index), "reward_statistics": reward_stats}
+        return {
+            "best_metric_name": self.best_metric_name,
+            "elapsed": self.elapsed,
+            "recent_returns": list(self.recent_returns),
+            "recent_successes": list(self.recent_successes),
+            "episode_index": list(episode_index),
+            "reward_statistics": reward_stats,
+        }
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Mapping, window: int) -> "RunState":
         extra = checkpoint["trainer"]
-        return cls(global_step=checkpoint["global_step"], updates=checkpoint["updates"],
-                   best_metric=checkpoint["best_metric"], best_metric_name=extra["best_metric_name"],
-                   elapsed=extra["elapsed"], recent_returns=deque(extra["recent_returns"], maxlen=window),
-                   recent_successes=deque(extra["recent_successes"], maxlen=window))
+        return cls(
+            global_step=checkpoint["global_step"],
+            updates=checkpoint["updates"],
+            best_metric=checkpoint["best_metric"],
+            best_metric_name=extra["best_metric_name"],
+            elapsed=extra["elapsed"],
+            recent_returns=deque(extra["recent_returns"], maxlen=window),
+            recent_successes=deque(extra["recent_successes"], maxlen=window),
+        )
 
 
 class StopSignal:
@@ -286,8 +323,11 @@ class StopSignal:
         if self.signum is not None:
             raise KeyboardInterrupt
         self.signum = signum
-        tqdm.write(f"{signal.Signals(signum).name} received: stopping after the current rollout/update "
-                   "and writing checkpoints/latest.pt (signal again to stop without it)", file=sys.stderr)
+        tqdm.write(
+            f"{signal.Signals(signum).name} received: stopping after the current rollout/update "
+            "and writing checkpoints/latest.pt (signal again to stop without it)",
+            file=sys.stderr,
+        )
 
     @property
     def requested(self) -> bool:
@@ -325,8 +365,13 @@ def train(cfg: DictConfig, run_dir: Path, checkpoint: Optional[Mapping] = None) 
         if checkpoint is not None:
             state = restore(checkpoint, model, algorithm, envs, collector, cfg, run_dir)
         config = to_container(cfg)
-        logger = Logger(run_dir, cfg.logger.wandb, config, run_id=checkpoint["run_id"] if checkpoint else None,
-                        resume_step=state.global_step if checkpoint else None)
+        logger = Logger(
+            run_dir,
+            cfg.logger.wandb,
+            config,
+            run_id=checkpoint["run_id"] if checkpoint else None,
+            resume_step=state.global_step if checkpoint else None,
+        )
         if checkpoint is not None:
             ckpt.restore_rng(checkpoint["rng"])  # last, so nothing above shifts the generators
     except BaseException:
@@ -334,18 +379,27 @@ def train(cfg: DictConfig, run_dir: Path, checkpoint: Optional[Mapping] = None) 
         raise
 
     def save(name: str) -> None:
-        ckpt.save_checkpoint(checkpoint_dir / name, model=model, algorithm=algorithm, global_step=state.global_step,
-                             updates=state.updates, best_metric=state.best_metric, run_id=logger.run_id,
-                             config=config, observation_space=obs_space, action_space=action_space,
-                             trainer=state.extra(envs.unwrapped.get_attr("episode_seeding_current"),
-                                                 reward_statistics(envs)))
+        ckpt.save_checkpoint(
+            checkpoint_dir / name,
+            model=model,
+            algorithm=algorithm,
+            global_step=state.global_step,
+            updates=state.updates,
+            best_metric=state.best_metric,
+            run_id=logger.run_id,
+            config=config,
+            observation_space=obs_space,
+            action_space=action_space,
+            trainer=state.extra(envs.unwrapped.get_attr("episode_seeding_current"), reward_statistics(envs)),
+        )
 
     eval_env = None
     batch_size = cfg.num_envs * cfg.rollout_steps
     start_step, saved_updates = state.global_step, state.updates
     start_time = last_time = time.time()
-    progress = tqdm(total=cfg.total_steps, initial=state.global_step, unit="step", dynamic_ncols=True,
-                    disable=not cfg.progress_bar)
+    progress = tqdm(
+        total=cfg.total_steps, initial=state.global_step, unit="step", dynamic_ncols=True, disable=not cfg.progress_bar
+    )
     stop = StopSignal()
     try:
         with stop:
@@ -368,12 +422,14 @@ def train(cfg: DictConfig, run_dir: Path, checkpoint: Optional[Mapping] = None) 
                 # Log (and evaluate every eval.every updates).
                 now = time.time()
                 state.elapsed, last_time = state.elapsed + now - last_time, now
-                metrics = {"updates": state.updates,
-                           "time/steps_per_second": (state.global_step - start_step) / max(now - start_time, 1e-9),
-                           "time/elapsed": state.elapsed,
-                           **iteration_timing(collector.timing, update_seconds, time.perf_counter() - iteration_start),
-                           **episode_metrics(stats, state),
-                           **{f"train/{k}": v for k, v in update_metrics.items()}}
+                metrics = {
+                    "updates": state.updates,
+                    "time/steps_per_second": (state.global_step - start_step) / max(now - start_time, 1e-9),
+                    "time/elapsed": state.elapsed,
+                    **iteration_timing(collector.timing, update_seconds, time.perf_counter() - iteration_start),
+                    **episode_metrics(stats, state),
+                    **{f"train/{k}": v for k, v in update_metrics.items()},
+                }
                 measured = episode_metric(list(state.recent_returns), list(state.recent_successes))
                 if cfg.eval.every and state.updates % cfg.eval.every == 0:
                     if eval_env is None:
@@ -393,8 +449,9 @@ def train(cfg: DictConfig, run_dir: Path, checkpoint: Optional[Mapping] = None) 
             if saved_updates != state.updates:
                 save(ckpt.LATEST)  # at the end, or after a stop request
     except KeyboardInterrupt:
-        tqdm.write(f"stopped without a new checkpoint; {checkpoint_dir / ckpt.LATEST} has the last one",
-                   file=sys.stderr)
+        tqdm.write(
+            f"stopped without a new checkpoint; {checkpoint_dir / ckpt.LATEST} has the last one", file=sys.stderr
+        )
         raise
     finally:
         progress.close()
@@ -410,18 +467,24 @@ def iteration_timing(rollout: Mapping[str, float], update: float, total: float) 
     (and valuing final observations), the update (with the normaliser merge) and everything else
     (buffer writes, episode bookkeeping). Logging and checkpoints come after and are not included."""
     other = total - rollout["env"] - rollout["policy"] - update
-    return {"time/env_wait_s": rollout["env"], "time/policy_act_s": rollout["policy"],
-            "time/update_s": update, "time/other_s": other}
+    return {
+        "time/env_wait_s": rollout["env"],
+        "time/policy_act_s": rollout["policy"],
+        "time/update_s": update,
+        "time/other_s": other,
+    }
 
 
 def episode_metrics(stats: Mapping[str, list], state: RunState) -> Dict[str, float]:
     """This rollout's finished episodes, and the rolling window over the last ``eval.window`` episodes."""
-    return {"rollout/episodes": len(stats["returns"]),
-            "rollout/return_mean": _mean(stats["returns"]),
-            "rollout/length_mean": _mean(stats["lengths"]),
-            "rollout/success_rate": _mean(stats["successes"]),
-            "rolling/return_mean": _mean(state.recent_returns),
-            "rolling/success_rate": _mean(state.recent_successes)}
+    return {
+        "rollout/episodes": len(stats["returns"]),
+        "rollout/return_mean": _mean(stats["returns"]),
+        "rollout/length_mean": _mean(stats["lengths"]),
+        "rollout/success_rate": _mean(stats["successes"]),
+        "rolling/return_mean": _mean(state.recent_returns),
+        "rolling/success_rate": _mean(state.recent_successes),
+    }
 
 
 def evaluate_during_training(env: gym.Env, model: torch.nn.Module, cfg: DictConfig) -> tuple:
@@ -433,8 +496,15 @@ def evaluate_during_training(env: gym.Env, model: torch.nn.Module, cfg: DictConf
     return metrics, episode_metric(returns, successes)
 
 
-def restore(checkpoint: Mapping, model, algorithm, envs: gym.vector.VectorEnv, collector: RolloutCollector,
-            cfg: DictConfig, run_dir: Path) -> RunState:
+def restore(
+    checkpoint: Mapping,
+    model,
+    algorithm,
+    envs: gym.vector.VectorEnv,
+    collector: RolloutCollector,
+    cfg: DictConfig,
+    run_dir: Path,
+) -> RunState:
     """Load model/algorithm state and restart every env's current episode (see module docstring)."""
     path = run_dir / "checkpoints" / ckpt.LATEST
     ckpt.check_spaces(checkpoint, envs.single_observation_space, envs.single_action_space, path)
@@ -442,8 +512,9 @@ def restore(checkpoint: Mapping, model, algorithm, envs: gym.vector.VectorEnv, c
     algorithm.load_state_dict(checkpoint["algorithm"])
     episode_index = checkpoint["trainer"]["episode_index"]
     if len(episode_index) != envs.num_envs:
-        raise ckpt.CheckpointError(f"checkpoint {path} was written with {len(episode_index)} envs, "
-                                   f"this run has num_envs={envs.num_envs}")
+        raise ckpt.CheckpointError(
+            f"checkpoint {path} was written with {len(episode_index)} envs, this run has num_envs={envs.num_envs}"
+        )
     envs.unwrapped.set_attr("episode_seeding_next", list(episode_index))
     collector.obs, _ = envs.reset()
     restore_reward_statistics(envs, checkpoint["trainer"]["reward_statistics"])

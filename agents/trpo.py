@@ -57,8 +57,9 @@ def validate_trpo_config(config: TRPOConfig) -> TRPOConfig:
     return config
 
 
-def conjugate_gradient(Avp: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor,
-                       iters: int = 10, tol: float = 1e-10) -> torch.Tensor:
+def conjugate_gradient(
+    Avp: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, iters: int = 10, tol: float = 1e-10
+) -> torch.Tensor:
     """Approximately solve A x = b for symmetric positive-definite A given only x -> A x (starts at x = 0)."""
     x = torch.zeros_like(b)
     r = b.clone()  # residual b - A x
@@ -92,12 +93,13 @@ def set_flat_params(params: List[nn.Parameter], flat: torch.Tensor) -> None:
     """Copy ``flat`` into the parameters in place (same storage, so saving/restoring is bit-exact)."""
     offset = 0
     for p in params:
-        p.copy_(flat[offset:offset + p.numel()].view_as(p))
+        p.copy_(flat[offset : offset + p.numel()].view_as(p))
         offset += p.numel()
 
 
-def make_fisher_vector_product(mean_kl: torch.Tensor, params: List[nn.Parameter], damping: float
-                               ) -> Callable[[torch.Tensor], torch.Tensor]:
+def make_fisher_vector_product(
+    mean_kl: torch.Tensor, params: List[nn.Parameter], damping: float
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """v -> (F + damping I) v, with F the Hessian of the mean KL(old || new) at new = old.
 
     At new = old the KL Hessian equals the Fisher information matrix (TRPO
@@ -118,8 +120,9 @@ class TRPO:
 
     def __init__(self, model: nn.Module, config: Optional[TRPOConfig] = None):
         self.model, self.config = model, validate_trpo_config(config or TRPOConfig())
-        self.critic_optimizer = torch.optim.Adam(model.critic_parameters(), lr=self.config.critic_learning_rate,
-                                                 fused=True)  # one kernel for all parameters: faster on CPU
+        self.critic_optimizer = torch.optim.Adam(
+            model.critic_parameters(), lr=self.config.critic_learning_rate, fused=True
+        )  # one kernel for all parameters: faster on CPU
 
     def _surrogate(self, batch: RolloutBatch, old_log_probs: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
         """Importance-sampled surrogate mean(pi / pi_old * A) + entropy bonus (to be maximised)."""
@@ -139,37 +142,54 @@ class TRPO:
 
         surrogate = self._surrogate(batch, old_log_probs, advantages)
         g = flat_grad(surrogate, params)
-        fvp = make_fisher_vector_product(mean_gaussian_kl(old_dist, self.model.distribution(batch.obs)),
-                                         params, cfg.cg_damping)
+        fvp = make_fisher_vector_product(
+            mean_gaussian_kl(old_dist, self.model.distribution(batch.obs)), params, cfg.cg_damping
+        )
         step_dir = conjugate_gradient(fvp, g, cfg.cg_iters, cfg.cg_tol)
         shs = step_dir.dot(fvp(step_dir))
         old_surrogate = float(surrogate.detach())
-        metrics = {"policy_loss": -old_surrogate, "surrogate_improvement": 0.0, "expected_improvement": 0.0,
-                   "final_kl": 0.0, "line_search_success": 0.0, "step_fraction": 0.0}
+        metrics = {
+            "policy_loss": -old_surrogate,
+            "surrogate_improvement": 0.0,
+            "expected_improvement": 0.0,
+            "final_kl": 0.0,
+            "line_search_success": 0.0,
+            "step_fraction": 0.0,
+        }
         if not torch.isfinite(shs) or shs <= 0:
             return metrics
         # Largest step along s with the quadratic KL model 1/2 s^T F s equal to delta.
         full_step = torch.sqrt(2.0 * cfg.max_kl / shs) * step_dir
         metrics["expected_improvement"] = float(g.dot(full_step))
-        metrics.update(self._line_search(batch, params, full_step, old_surrogate, old_dist,
-                                         old_log_probs, advantages))
+        metrics.update(self._line_search(batch, params, full_step, old_surrogate, old_dist, old_log_probs, advantages))
         return metrics
 
     @torch.no_grad()
-    def _line_search(self, batch: RolloutBatch, params: List[nn.Parameter], full_step: torch.Tensor,
-                     old_surrogate: float, old_dist, old_log_probs: torch.Tensor, advantages: torch.Tensor
-                     ) -> Dict[str, float]:
+    def _line_search(
+        self,
+        batch: RolloutBatch,
+        params: List[nn.Parameter],
+        full_step: torch.Tensor,
+        old_surrogate: float,
+        old_dist,
+        old_log_probs: torch.Tensor,
+        advantages: torch.Tensor,
+    ) -> Dict[str, float]:
         """Backtrack from the full step; accept the first one with KL <= delta and a better surrogate."""
         cfg = self.config
         old_params = get_flat_params(params).clone()
         for i in range(cfg.backtrack_iters):
-            fraction = cfg.backtrack_coef ** i
+            fraction = cfg.backtrack_coef**i
             set_flat_params(params, old_params + fraction * full_step)
             kl = float(mean_gaussian_kl(old_dist, self.model.distribution(batch.obs)))
             improvement = float(self._surrogate(batch, old_log_probs, advantages)) - old_surrogate
             if kl <= cfg.max_kl and improvement > 0:
-                return {"surrogate_improvement": improvement, "final_kl": kl,
-                        "line_search_success": 1.0, "step_fraction": fraction}
+                return {
+                    "surrogate_improvement": improvement,
+                    "final_kl": kl,
+                    "line_search_success": 1.0,
+                    "step_fraction": fraction,
+                }
         set_flat_params(params, old_params)
         return {"line_search_success": 0.0}
 

@@ -20,8 +20,9 @@ PEG_INSERTION_ID = "GraphInsertion/PegInsertion-v0"
 PEG_INSERTION_MAX_STEPS = 100
 
 if PEG_INSERTION_ID not in registry:
-    register(id=PEG_INSERTION_ID, entry_point="envs.peg_insertion:PegInsertionEnv",
-             max_episode_steps=PEG_INSERTION_MAX_STEPS)
+    register(
+        id=PEG_INSERTION_ID, entry_point="envs.peg_insertion:PegInsertionEnv", max_episode_steps=PEG_INSERTION_MAX_STEPS
+    )
 
 REGISTERED_IDS = (PEG_INSERTION_ID,)
 

@@ -134,9 +134,19 @@ def validate(config: PegInsertionConfig) -> PegInsertionConfig:
     _choice("peg_shape", config.peg_shape, PEG_SHAPES)
     _choice("reward.kernel", config.reward.kernel, REWARD_KERNELS)
     _choice("sim.renderer", config.sim.renderer, RENDERERS)
-    for name in ("peg_radius", "peg_length", "clearance", "hole_depth", "hole_wall_thickness",
-                 "max_translation", "max_rotation", "keypoint_spacing",
-                 "success_lateral_tolerance", "success_depth_tolerance", "workspace_radius"):
+    for name in (
+        "peg_radius",
+        "peg_length",
+        "clearance",
+        "hole_depth",
+        "hole_wall_thickness",
+        "max_translation",
+        "max_rotation",
+        "keypoint_spacing",
+        "success_lateral_tolerance",
+        "success_depth_tolerance",
+        "workspace_radius",
+    ):
         _positive(name, getattr(config, name))
     if config.hole_depth >= config.peg_length:
         raise ValueError(f"hole_depth ({config.hole_depth}) must be smaller than peg_length ({config.peg_length})")
@@ -188,8 +198,10 @@ def build_config(cls, overrides: dict, prefix: str = ""):
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(overrides) - set(known))
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} option(s): {', '.join(prefix + k for k in unknown)}; "
-                         f"valid options are {sorted(known)}")
+        raise ValueError(
+            f"unknown {cls.__name__} option(s): {', '.join(prefix + k for k in unknown)}; "
+            f"valid options are {sorted(known)}"
+        )
     values = {}
     for name, value in overrides.items():
         default = known[name].default_factory() if known[name].default_factory is not dataclasses.MISSING else None

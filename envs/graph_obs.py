@@ -57,13 +57,15 @@ def fully_connected_edges(num_nodes: int) -> np.ndarray:
 def graph_space(max_nodes: int, num_keypoints: int) -> spaces.Dict:
     max_edges = max_nodes * (max_nodes - 1)
     features = node_dim(num_keypoints)
-    return spaces.Dict({
-        "nodes": spaces.Box(-FEATURE_BOUND, FEATURE_BOUND, (max_nodes, features), np.float32),
-        "node_mask": spaces.Box(0.0, 1.0, (max_nodes,), np.float32),
-        "edge_index": spaces.Box(0, max(max_nodes - 1, 0), (2, max_edges), np.int64),
-        "edge_attr": spaces.Box(-FEATURE_BOUND, FEATURE_BOUND, (max_edges, EDGE_DIM), np.float32),
-        "edge_mask": spaces.Box(0.0, 1.0, (max_edges,), np.float32),
-    })
+    return spaces.Dict(
+        {
+            "nodes": spaces.Box(-FEATURE_BOUND, FEATURE_BOUND, (max_nodes, features), np.float32),
+            "node_mask": spaces.Box(0.0, 1.0, (max_nodes,), np.float32),
+            "edge_index": spaces.Box(0, max(max_nodes - 1, 0), (2, max_edges), np.int64),
+            "edge_attr": spaces.Box(-FEATURE_BOUND, FEATURE_BOUND, (max_edges, EDGE_DIM), np.float32),
+            "edge_mask": spaces.Box(0.0, 1.0, (max_edges,), np.float32),
+        }
+    )
 
 
 def flat_space(max_nodes: int, num_keypoints: int) -> spaces.Box:
@@ -88,11 +90,11 @@ class GraphBuilder:
         self._num_edges = edges.shape[1]
         self._sources, self._targets = edges[0].copy(), edges[1].copy()
         self._edge_index = np.zeros((2, self.max_edges), np.int64)
-        self._edge_index[:, :self._num_edges] = edges
+        self._edge_index[:, : self._num_edges] = edges
         self._node_mask = np.zeros(self.max_nodes, np.float32)
         self._node_mask[:num_nodes] = 1.0
         self._edge_mask = np.zeros(self.max_edges, np.float32)
-        self._edge_mask[:self._num_edges] = 1.0
+        self._edge_mask[: self._num_edges] = 1.0
         self._num_nodes = num_nodes
 
     def build(self, nodes: np.ndarray) -> dict:
@@ -110,8 +112,8 @@ class GraphBuilder:
         positions = nodes[:, 3:6]
         relative = positions[self._targets] - positions[self._sources]
         edge_attr = np.zeros((self.max_edges, EDGE_DIM), np.float32)
-        edge_attr[:self._num_edges, :3] = relative
-        edge_attr[:self._num_edges, 3] = np.sqrt(np.einsum("ij,ij->i", relative, relative))
+        edge_attr[: self._num_edges, :3] = relative
+        edge_attr[: self._num_edges, 3] = np.sqrt(np.einsum("ij,ij->i", relative, relative))
         return {
             "nodes": padded,
             "node_mask": self._node_mask.copy(),

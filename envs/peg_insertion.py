@@ -24,8 +24,16 @@ from gymnasium import spaces
 
 from envs import graph_obs
 from envs.config import PegInsertionConfig, make_peg_insertion_config, validate
-from envs.geometry import (euler_to_matrix, quat_angle, quat_conjugate, quat_from_rotvec, quat_multiply,
-                           quat_slerp, quat_to_matrix, yaw_rotate)
+from envs.geometry import (
+    euler_to_matrix,
+    quat_angle,
+    quat_conjugate,
+    quat_from_rotvec,
+    quat_multiply,
+    quat_slerp,
+    quat_to_matrix,
+    yaw_rotate,
+)
 from envs.rewards import KeypointReward
 from envs.robots import ROBOT_CLASSES, PegSpec, make_robot
 from envs.sim import Camera, Simulator
@@ -100,8 +108,9 @@ class PegInsertionEnv(gym.Env):
         self._peg_body, self._peg_link = self.robot.peg_body, self.robot.peg_link
         self.sim.set_contact_properties(self._peg_body, self._peg_link)
         # Keypoints along the peg axis, measured from the peg centre: the first one is the tip.
-        self._keypoint_offsets = [-length / 2.0 + self.config.keypoint_spacing * k
-                                  for k in range(self.config.num_keypoints)]
+        self._keypoint_offsets = [
+            -length / 2.0 + self.config.keypoint_spacing * k for k in range(self.config.num_keypoints)
+        ]
 
     def _create_hole(self, half_width: float) -> int:
         """Four walls and a floor of boxes around a square opening of half-width ``half_width``."""
@@ -110,16 +119,29 @@ class PegInsertionEnv(gym.Env):
         half_extents = [[wall / 2, outer, depth / 2]] * 2 + [[half_width, wall / 2, depth / 2]] * 2
         half_extents += [[outer, outer, FLOOR_THICKNESS / 2]]
         offset = half_width + wall / 2
-        positions = [[offset, 0, -depth / 2], [-offset, 0, -depth / 2], [0, offset, -depth / 2],
-                     [0, -offset, -depth / 2], [0, 0, -depth - FLOOR_THICKNESS / 2]]
+        positions = [
+            [offset, 0, -depth / 2],
+            [-offset, 0, -depth / 2],
+            [0, offset, -depth / 2],
+            [0, -offset, -depth / 2],
+            [0, 0, -depth - FLOOR_THICKNESS / 2],
+        ]
         client = self.sim.client
         collision = client.createCollisionShapeArray(
-            shapeTypes=[pybullet.GEOM_BOX] * 5, halfExtents=half_extents, collisionFramePositions=positions)
+            shapeTypes=[pybullet.GEOM_BOX] * 5, halfExtents=half_extents, collisionFramePositions=positions
+        )
         visual = client.createVisualShapeArray(
-            shapeTypes=[pybullet.GEOM_BOX] * 5, halfExtents=half_extents, visualFramePositions=positions,
-            rgbaColors=[[0.55, 0.6, 0.65, 1.0]] * 4 + [[0.35, 0.38, 0.42, 1.0]])
-        body = client.createMultiBody(baseMass=0.0, baseCollisionShapeIndex=collision, baseVisualShapeIndex=visual,
-                                      basePosition=[0.5, 0.0, depth + FLOOR_THICKNESS])
+            shapeTypes=[pybullet.GEOM_BOX] * 5,
+            halfExtents=half_extents,
+            visualFramePositions=positions,
+            rgbaColors=[[0.55, 0.6, 0.65, 1.0]] * 4 + [[0.35, 0.38, 0.42, 1.0]],
+        )
+        body = client.createMultiBody(
+            baseMass=0.0,
+            baseCollisionShapeIndex=collision,
+            baseVisualShapeIndex=visual,
+            basePosition=[0.5, 0.0, depth + FLOOR_THICKNESS],
+        )
         self.sim.set_contact_properties(body)
         return body
 
@@ -138,8 +160,10 @@ class PegInsertionEnv(gym.Env):
 
         hole_pose = options.get("hole_pose")
         if hole_pose is None:
-            hole_pose = [*rng.uniform(cfg.hole_xy_low, cfg.hole_xy_high), rng.uniform(-cfg.hole_yaw_range,
-                                                                                    cfg.hole_yaw_range)]
+            hole_pose = [
+                *rng.uniform(cfg.hole_xy_low, cfg.hole_xy_high),
+                rng.uniform(-cfg.hole_yaw_range, cfg.hole_yaw_range),
+            ]
         self._place_hole(hole_pose)
 
         peg_pose = options.get("peg_pose")
@@ -185,8 +209,10 @@ class PegInsertionEnv(gym.Env):
             at_opening = tip + axis * (-tip[2] / axis[2]) if axis[2] > 1e-6 else tip + np.inf
             tolerance = clearance + 1e-6
             if np.abs(tip[:2]).max() > tolerance or np.abs(at_opening[:2]).max() > tolerance:
-                raise ValueError("peg_pose puts the peg inside the hole but not through the opening: "
-                                 f"lateral offsets must be within the clearance ({clearance} m)")
+                raise ValueError(
+                    "peg_pose puts the peg inside the hole but not through the opening: "
+                    f"lateral offsets must be within the clearance ({clearance} m)"
+                )
 
     def _place_hole(self, hole_pose) -> None:
         x, y, yaw = (float(v) for v in hole_pose)
@@ -219,8 +245,10 @@ class PegInsertionEnv(gym.Env):
         self.sim.step()
         self._elapsed_steps += 1
         observation, m = self._observe()
-        success = m["lateral_error"] <= self.config.success_lateral_tolerance and \
-            m["depth_remaining"] <= self.config.success_depth_tolerance
+        success = (
+            m["lateral_error"] <= self.config.success_lateral_tolerance
+            and m["depth_remaining"] <= self.config.success_depth_tolerance
+        )
         m["is_success"] = success
         contact_force = self._contact_force()
         terms = self._reward.terms(m["keypoint_distance"], success, action * self._action_mask, contact_force)
@@ -230,7 +258,9 @@ class PegInsertionEnv(gym.Env):
         self._needs_reset = terminated
         info = self._info(m, terms)
         info["out_of_workspace"] = bool(left)
-        info["ik_residual"] = getattr(self.robot, "last_residual", 0.0)  # Panda: position error the IK step started from
+        info["ik_residual"] = getattr(
+            self.robot, "last_residual", 0.0
+        )  # Panda: position error the IK step started from
         return observation, float(sum(terms.values())), terminated, False, info
 
     def _check_action(self, action) -> np.ndarray:
@@ -274,7 +304,9 @@ class PegInsertionEnv(gym.Env):
         self.robot.command(target_pos, target_quat, current=self._measured_pose)
 
     def _contact_force(self) -> float:
-        contacts = pybullet.getContactPoints(bodyA=self._peg_body, linkIndexA=self._peg_link, physicsClientId=self.sim.id)
+        contacts = pybullet.getContactPoints(
+            bodyA=self._peg_body, linkIndexA=self._peg_link, physicsClientId=self.sim.id
+        )
         return float(sum(contact[9] for contact in contacts))
 
     # ================================================================== observation
@@ -296,8 +328,14 @@ class PegInsertionEnv(gym.Env):
             ox, oy, oz = cx + o * ax, cy + o * ay, cz + o * az - goal_z - o
             row += (ox, oy, oz)
             distance += math.sqrt(ox * ox + oy * oy + oz * oz)
-        row += (*yaw_rotate(c, s, linvel[0], linvel[1]), linvel[2], *yaw_rotate(c, s, angvel[0], angvel[1]),
-                angvel[2], self._geometry["radius"], length)
+        row += (
+            *yaw_rotate(c, s, linvel[0], linvel[1]),
+            linvel[2],
+            *yaw_rotate(c, s, angvel[0], angvel[1]),
+            angvel[2],
+            self._geometry["radius"],
+            length,
+        )
         peg = np.array(row, dtype=np.float32)
         noise = cfg.randomization.observation_noise_std
         if noise > 0:

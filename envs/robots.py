@@ -64,17 +64,25 @@ class FloatingRobot:
         client = self.sim.client
         if peg.shape == "cylinder":
             collision = client.createCollisionShape(pybullet.GEOM_CYLINDER, radius=peg.radius, height=peg.length)
-            visual = client.createVisualShape(pybullet.GEOM_CYLINDER, radius=peg.radius, length=peg.length,
-                                              rgbaColor=PEG_COLOR)
+            visual = client.createVisualShape(
+                pybullet.GEOM_CYLINDER, radius=peg.radius, length=peg.length, rgbaColor=PEG_COLOR
+            )
         else:
             extents = [peg.radius, peg.radius, peg.length / 2]
             collision = client.createCollisionShape(pybullet.GEOM_BOX, halfExtents=extents)
             visual = client.createVisualShape(pybullet.GEOM_BOX, halfExtents=extents, rgbaColor=PEG_COLOR)
-        self.peg_body = self.sim.add_body("peg", client.createMultiBody(
-            baseMass=peg.mass, baseCollisionShapeIndex=collision, baseVisualShapeIndex=visual,
-            basePosition=[0.5, 0.0, 0.3]))
+        self.peg_body = self.sim.add_body(
+            "peg",
+            client.createMultiBody(
+                baseMass=peg.mass,
+                baseCollisionShapeIndex=collision,
+                baseVisualShapeIndex=visual,
+                basePosition=[0.5, 0.0, 0.3],
+            ),
+        )
         self.constraint_id = client.createConstraint(
-            self.peg_body, -1, -1, -1, pybullet.JOINT_FIXED, [0, 0, 0], [0, 0, 0], [0.5, 0.0, 0.3])
+            self.peg_body, -1, -1, -1, pybullet.JOINT_FIXED, [0, 0, 0], [0, 0, 0], [0.5, 0.0, 0.3]
+        )
 
     def reset(self, pos: Sequence[float], quat: Sequence[float]) -> None:
         self.sim.client.resetBasePositionAndOrientation(self.peg_body, pos, quat)
@@ -83,8 +91,13 @@ class FloatingRobot:
 
     def command(self, pos: Sequence[float], quat: Sequence[float], current: Optional[Pose] = None) -> None:
         self._target = (tuple(pos), tuple(quat))
-        pybullet.changeConstraint(self.constraint_id, jointChildPivot=pos, jointChildFrameOrientation=quat,
-                                  maxForce=self.max_force, physicsClientId=self.sim.id)
+        pybullet.changeConstraint(
+            self.constraint_id,
+            jointChildPivot=pos,
+            jointChildFrameOrientation=quat,
+            maxForce=self.max_force,
+            physicsClientId=self.sim.id,
+        )
 
     def peg_pose(self) -> Pose:
         return pybullet.getBasePositionAndOrientation(self.peg_body, physicsClientId=self.sim.id)
@@ -141,10 +154,17 @@ class PandaRobot:
     def build(self, peg: PegSpec) -> None:
         client = self.sim.client
         path = write_panda_with_peg_urdf(peg, min(self.peg_grip_inset, peg.length / 4))
-        self.peg_body = self.sim.add_body("panda", client.loadURDF(
-            path, useFixedBase=True,
-            flags=pybullet.URDF_ENABLE_CACHED_GRAPHICS_SHAPES | pybullet.URDF_USE_IMPLICIT_CYLINDER))
-        names = {client.getJointInfo(self.peg_body, j)[12].decode(): j for j in range(client.getNumJoints(self.peg_body))}
+        self.peg_body = self.sim.add_body(
+            "panda",
+            client.loadURDF(
+                path,
+                useFixedBase=True,
+                flags=pybullet.URDF_ENABLE_CACHED_GRAPHICS_SHAPES | pybullet.URDF_USE_IMPLICIT_CYLINDER,
+            ),
+        )
+        names = {
+            client.getJointInfo(self.peg_body, j)[12].decode(): j for j in range(client.getNumJoints(self.peg_body))
+        }
         self.peg_link = names["peg"]
         for link in range(-1, client.getNumJoints(self.peg_body)):
             if link != self.peg_link:
@@ -152,10 +172,12 @@ class PandaRobot:
         infos = [client.getJointInfo(self.peg_body, j) for j in self.arm_joints]
         self._lower = [info[8] for info in infos]
         self._upper = [info[9] for info in infos]
-        self._num_movable = sum(client.getJointInfo(self.peg_body, j)[2] != pybullet.JOINT_FIXED
-                                for j in range(client.getNumJoints(self.peg_body)))
+        self._num_movable = sum(
+            client.getJointInfo(self.peg_body, j)[2] != pybullet.JOINT_FIXED
+            for j in range(client.getNumJoints(self.peg_body))
+        )
         self._zeros = [0.0] * self._num_movable
-        self._damping_matrix = self.ik_damping ** 2 * np.eye(6)
+        self._damping_matrix = self.ik_damping**2 * np.eye(6)
         self._origin = [0.0, 0.0, 0.0]
 
     def solve_ik(self, pos: Sequence[float], quat: Sequence[float], iterations: int = 50) -> List[float]:
@@ -165,13 +187,23 @@ class PandaRobot:
         pybullet's damped steps converge slowly, so this only gets within ~1 mm.
         """
         solution = pybullet.calculateInverseKinematics(
-            self.peg_body, self.peg_link, pos, quat, lowerLimits=self._lower, upperLimits=self._upper,
-            jointRanges=[u - l for l, u in zip(self._lower, self._upper)], restPoses=self.rest_pose,
-            maxNumIterations=iterations, residualThreshold=1e-6, physicsClientId=self.sim.id)
+            self.peg_body,
+            self.peg_link,
+            pos,
+            quat,
+            lowerLimits=self._lower,
+            upperLimits=self._upper,
+            jointRanges=[high - low for low, high in zip(self._lower, self._upper)],
+            restPoses=self.rest_pose,
+            maxNumIterations=iterations,
+            residualThreshold=1e-6,
+            physicsClientId=self.sim.id,
+        )
         return np.clip(solution[:7], self._lower, self._upper).tolist()
 
-    def differential_ik(self, pos: Sequence[float], quat: Sequence[float], current: Optional[Pose] = None
-                        ) -> List[float]:
+    def differential_ik(
+        self, pos: Sequence[float], quat: Sequence[float], current: Optional[Pose] = None
+    ) -> List[float]:
         """One damped-least-squares step from the measured joints toward the target peg pose.
 
         dq = J^T (J J^T + lambda^2 I)^-1 e   (Wampler 1986; Buss 2004, eq. 11)
@@ -184,11 +216,16 @@ class PandaRobot:
         client_id = self.sim.id
         joints = [s[0] for s in pybullet.getJointStates(self.peg_body, self.arm_joints, physicsClientId=client_id)]
         (x, y, z), current_quat = current if current is not None else self.peg_pose()
-        error = [pos[0] - x, pos[1] - y, pos[2] - z,
-                 *rotation_vector(quat_multiply(quat, quat_conjugate(current_quat)))]
+        error = [
+            pos[0] - x,
+            pos[1] - y,
+            pos[2] - z,
+            *rotation_vector(quat_multiply(quat, quat_conjugate(current_quat))),
+        ]
         self.last_residual = math.sqrt(error[0] ** 2 + error[1] ** 2 + error[2] ** 2)
-        linear, angular = pybullet.calculateJacobian(self.peg_body, self.peg_link, self._origin,
-                                                     joints, self._zeros, self._zeros, physicsClientId=client_id)
+        linear, angular = pybullet.calculateJacobian(
+            self.peg_body, self.peg_link, self._origin, joints, self._zeros, self._zeros, physicsClientId=client_id
+        )
         jacobian = np.array((*linear, *angular))
         step = jacobian.T @ np.linalg.solve(jacobian @ jacobian.T + self._damping_matrix, error)
         return [min(max(q + dq, lo), hi) for q, dq, lo, hi in zip(joints, step.tolist(), self._lower, self._upper)]
@@ -211,8 +248,10 @@ class PandaRobot:
             self._set_joints(joints)
         residual = math.dist(self.peg_pose()[0], pos)
         if residual > self.reset_tolerance:
-            raise ValueError(f"the Panda cannot reach the requested peg pose {list(pos)} "
-                             f"(inverse-kinematics residual {residual * 1000:.1f} mm)")
+            raise ValueError(
+                f"the Panda cannot reach the requested peg pose {list(pos)} "
+                f"(inverse-kinematics residual {residual * 1000:.1f} mm)"
+            )
         self._send_joint_targets(joints)
 
     def _set_joints(self, joints: Sequence[float]) -> None:
@@ -224,19 +263,26 @@ class PandaRobot:
 
     def _send_joint_targets(self, joints: List[float]) -> None:
         self._joint_targets = joints
-        pybullet.setJointMotorControlArray(self.peg_body, self.arm_joints, pybullet.POSITION_CONTROL,
-                                           targetPositions=joints, forces=self.joint_forces,
-                                           physicsClientId=self.sim.id)
+        pybullet.setJointMotorControlArray(
+            self.peg_body,
+            self.arm_joints,
+            pybullet.POSITION_CONTROL,
+            targetPositions=joints,
+            forces=self.joint_forces,
+            physicsClientId=self.sim.id,
+        )
 
     def peg_pose(self) -> Pose:
-        state = pybullet.getLinkState(self.peg_body, self.peg_link, computeForwardKinematics=1,
-                                      physicsClientId=self.sim.id)
+        state = pybullet.getLinkState(
+            self.peg_body, self.peg_link, computeForwardKinematics=1, physicsClientId=self.sim.id
+        )
         return state[4], state[5]
 
     def peg_state(self):
         """(position, quaternion, linear velocity, angular velocity) of the peg, in one query."""
-        state = pybullet.getLinkState(self.peg_body, self.peg_link, computeLinkVelocity=1,
-                                      computeForwardKinematics=1, physicsClientId=self.sim.id)
+        state = pybullet.getLinkState(
+            self.peg_body, self.peg_link, computeLinkVelocity=1, computeForwardKinematics=1, physicsClientId=self.sim.id
+        )
         return state[4], state[5], state[6], state[7]
 
     def get_command_state(self):
@@ -270,12 +316,13 @@ def write_panda_with_peg_urdf(peg: PegSpec, grip_inset: float) -> str:
         geometry = f'<cylinder radius="{peg.radius:.6f}" length="{peg.length:.6f}"/>'
     else:
         geometry = f'<box size="{2 * peg.radius:.6f} {2 * peg.radius:.6f} {peg.length:.6f}"/>'
-    inertia = peg.mass * (3 * peg.radius ** 2 + peg.length ** 2) / 12
+    inertia = peg.mass * (3 * peg.radius**2 + peg.length**2) / 12
     peg_xml = f"""
   <link name="peg">
     <inertial><origin xyz="0 0 0"/><mass value="{peg.mass}"/>
       <inertia ixx="{inertia:.8f}" ixy="0" ixz="0" iyy="{inertia:.8f}" iyz="0" izz="{inertia:.8f}"/></inertial>
-    <visual><geometry>{geometry}</geometry><material name="peg"><color rgba="{' '.join(map(str, PEG_COLOR))}"/></material></visual>
+    <visual><geometry>{geometry}</geometry>
+      <material name="peg"><color rgba="{" ".join(map(str, PEG_COLOR))}"/></material></visual>
     <collision><geometry>{geometry}</geometry></collision>
   </link>
   <joint name="peg_joint" type="fixed">
@@ -284,7 +331,7 @@ def write_panda_with_peg_urdf(peg: PegSpec, grip_inset: float) -> str:
     <origin rpy="3.14159265359 0 0" xyz="0 0 {peg.length / 2 - grip_inset:.6f}"/>
   </joint>
 </robot>"""
-    urdf = urdf[:urdf.rindex("</robot>")] + peg_xml
+    urdf = urdf[: urdf.rindex("</robot>")] + peg_xml
     os.makedirs(folder, exist_ok=True)
     temporary = f"{path}.{os.getpid()}.tmp"
     with open(temporary, "w") as f:

@@ -17,8 +17,14 @@ from envs.geometry import rotation_vector
 class ScriptedInsertionPolicy:
     """Proportional controller in the hole frame with a gate: descend only once aligned."""
 
-    def __init__(self, env, hover_height: float = 0.01, lateral_gate: float = 0.0005,
-                 tilt_gate: float = np.radians(0.5), gain: float = 0.5):
+    def __init__(
+        self,
+        env,
+        hover_height: float = 0.01,
+        lateral_gate: float = 0.0005,
+        tilt_gate: float = np.radians(0.5),
+        gain: float = 0.5,
+    ):
         self.env = env.unwrapped
         self.hover_height = hover_height
         self.lateral_gate = lateral_gate

@@ -131,8 +131,13 @@ class Simulator:
         """RGB image (H, W, 3) uint8 from a virtual camera; works headless."""
         width, height = self.config.image_width, self.config.image_height
         view = self.client.computeViewMatrixFromYawPitchRoll(
-            cameraTargetPosition=list(camera.target), distance=camera.distance,
-            yaw=camera.yaw, pitch=camera.pitch, roll=0.0, upAxisIndex=2)
+            cameraTargetPosition=list(camera.target),
+            distance=camera.distance,
+            yaw=camera.yaw,
+            pitch=camera.pitch,
+            roll=0.0,
+            upAxisIndex=2,
+        )
         proj = self.client.computeProjectionMatrixFOV(fov=camera.fov, aspect=width / height, nearVal=0.01, farVal=5.0)
         renderer = pybullet.ER_BULLET_HARDWARE_OPENGL if self._egl_plugin is not None else pybullet.ER_TINY_RENDERER
         _, _, rgba, _, _ = self.client.getCameraImage(width, height, view, proj, renderer=renderer)
@@ -141,12 +146,15 @@ class Simulator:
     def _load_egl(self) -> None:
         egl = pkgutil.get_loader("eglRenderer")
         if egl is None:
-            raise RuntimeError("sim.renderer='egl' but pybullet's eglRenderer plugin is not installed; "
-                               "use sim.renderer='tiny'")
+            raise RuntimeError(
+                "sim.renderer='egl' but pybullet's eglRenderer plugin is not installed; use sim.renderer='tiny'"
+            )
         plugin = self.client.loadPlugin(egl.get_filename(), "_eglRendererPlugin")
         if plugin < 0:
-            raise RuntimeError("sim.renderer='egl' but the EGL plugin failed to load on this machine "
-                               "(no EGL device?); use sim.renderer='tiny'")
+            raise RuntimeError(
+                "sim.renderer='egl' but the EGL plugin failed to load on this machine "
+                "(no EGL device?); use sim.renderer='tiny'"
+            )
         self._egl_plugin = plugin
 
     def close(self) -> None:

@@ -17,7 +17,6 @@ import json
 import time
 
 import gymnasium as gym
-import numpy as np
 
 import envs
 
@@ -52,8 +51,11 @@ def measure_env(robot: str, obs_mode: str, steps: int, seed: int = 0) -> dict:
     sim = env.unwrapped.sim
     env.close()
     return {
-        "robot": robot, "obs_mode": obs_mode, "env_steps_per_s": steps / elapsed,
-        "outside_physics_fraction": 1.0 - physics[0] / elapsed, "substeps": sim.substeps,
+        "robot": robot,
+        "obs_mode": obs_mode,
+        "env_steps_per_s": steps / elapsed,
+        "outside_physics_fraction": 1.0 - physics[0] / elapsed,
+        "substeps": sim.substeps,
         "time_step": sim.time_step,
     }
 
@@ -69,8 +71,11 @@ def measure_raw_physics(robot: str, steps: int) -> dict:
         sim.client.stepSimulation()
     elapsed = time.perf_counter() - start
     env.close()
-    return {"robot": robot, "physics_steps_per_s": count / elapsed,
-            "action_equivalent_per_s": count / elapsed / sim.substeps}
+    return {
+        "robot": robot,
+        "physics_steps_per_s": count / elapsed,
+        "action_equivalent_per_s": count / elapsed / sim.substeps,
+    }
 
 
 def measure_panda_gym(steps: int):
@@ -101,18 +106,22 @@ def main() -> None:
     raw = {robot: measure_raw_physics(robot, args.steps) for robot in ("panda", "floating")}
     reference = None if args.no_panda_gym else measure_panda_gym(args.steps)
 
-    print(f"{'robot':9s} {'obs':6s} {'substeps':>8s} {'env steps/s':>12s} {'outside physics':>16s} "
-          f"{'raw physics steps/s':>20s} {'raw / substeps':>15s}")
+    print(
+        f"{'robot':9s} {'obs':6s} {'substeps':>8s} {'env steps/s':>12s} {'outside physics':>16s} "
+        f"{'raw physics steps/s':>20s} {'raw / substeps':>15s}"
+    )
     for r in results:
         p = raw[r["robot"]]
-        print(f"{r['robot']:9s} {r['obs_mode']:6s} {r['substeps']:8d} {r['env_steps_per_s']:12.0f} "
-              f"{r['outside_physics_fraction']:15.1%} {p['physics_steps_per_s']:20.0f} "
-              f"{p['action_equivalent_per_s']:15.0f}")
+        print(
+            f"{r['robot']:9s} {r['obs_mode']:6s} {r['substeps']:8d} {r['env_steps_per_s']:12.0f} "
+            f"{r['outside_physics_fraction']:15.1%} {p['physics_steps_per_s']:20.0f} "
+            f"{p['action_equivalent_per_s']:15.0f}"
+        )
     summary = {f"{r['robot']}_{r['obs_mode']}_steps_per_s": round(r["env_steps_per_s"], 1) for r in results}
-    summary.update({f"{r['robot']}_{r['obs_mode']}_outside_physics": round(r["outside_physics_fraction"], 3)
-                    for r in results})
-    summary.update({f"{robot}_raw_physics_steps_per_s": round(p["physics_steps_per_s"], 1)
-                    for robot, p in raw.items()})
+    summary.update(
+        {f"{r['robot']}_{r['obs_mode']}_outside_physics": round(r["outside_physics_fraction"], 3) for r in results}
+    )
+    summary.update({f"{robot}_raw_physics_steps_per_s": round(p["physics_steps_per_s"], 1) for robot, p in raw.items()})
     if reference is not None:
         print(f"panda-gym PandaPush-v3 (20 substeps): {reference:.0f} steps/s")
         summary["panda_gym_push_steps_per_s"] = round(reference, 1)

@@ -47,19 +47,28 @@ def scene(batch_size: int, num_nodes: int, seed: int = 0) -> tuple:
     source, target = fully_connected_edges(num_nodes)
     relative = nodes[:, target, 3:6] - nodes[:, source, 3:6]
     edge_attr = np.concatenate([relative, np.linalg.norm(relative, axis=-1, keepdims=True)], -1)
-    graph = {"nodes": nodes, "node_mask": np.ones((batch_size, num_nodes), np.float32),
-             "edge_index": np.broadcast_to(np.stack([source, target]), (batch_size, 2, len(source))).copy(),
-             "edge_attr": edge_attr.astype(np.float32),
-             "edge_mask": np.ones((batch_size, len(source)), np.float32)}
+    graph = {
+        "nodes": nodes,
+        "node_mask": np.ones((batch_size, num_nodes), np.float32),
+        "edge_index": np.broadcast_to(np.stack([source, target]), (batch_size, 2, len(source))).copy(),
+        "edge_attr": edge_attr.astype(np.float32),
+        "edge_mask": np.ones((batch_size, len(source)), np.float32),
+    }
     return {k: torch.as_tensor(v) for k, v in graph.items()}, torch.as_tensor(nodes.reshape(batch_size, -1))
 
 
 def spaces(num_nodes: int) -> tuple:
     e, f = num_nodes * (num_nodes - 1), node_dim(NUM_KEYPOINTS)
     box = lambda *shape: gym.spaces.Box(-100.0, 100.0, shape, np.float32)  # noqa: E731
-    graph = gym.spaces.Dict({"nodes": box(num_nodes, f), "node_mask": gym.spaces.Box(0, 1, (num_nodes,)),
-                             "edge_index": gym.spaces.Box(0, num_nodes - 1, (2, e), np.int64),
-                             "edge_attr": box(e, EDGE_DIM), "edge_mask": gym.spaces.Box(0, 1, (e,))})
+    graph = gym.spaces.Dict(
+        {
+            "nodes": box(num_nodes, f),
+            "node_mask": gym.spaces.Box(0, 1, (num_nodes,)),
+            "edge_index": gym.spaces.Box(0, num_nodes - 1, (2, e), np.int64),
+            "edge_attr": box(e, EDGE_DIM),
+            "edge_mask": gym.spaces.Box(0, 1, (e,)),
+        }
+    )
     return graph, box(num_nodes * f), gym.spaces.Box(-1, 1, (ACTION_DIM,), np.float32)
 
 
@@ -98,13 +107,16 @@ def run_case(batch_size: int, num_nodes: int, min_time: float) -> dict:
         model.update_normalizer(obs)
     graph_np, flat_np = {k: v.numpy() for k, v in graph.items()}, flat.numpy()
     gnn_rollout, mlp_rollout = gnn.rollout_policy(), mlp.rollout_policy()
-    return {"batch": batch_size, "nodes": num_nodes,
-            "gnn_act_ms": median_ms(lambda: gnn.act(graph), min_time),
-            "mlp_act_ms": median_ms(lambda: mlp.act(flat), min_time),
-            "gnn_rollout_act_ms": median_ms(lambda: gnn_rollout.act(graph_np), min_time),
-            "mlp_rollout_act_ms": median_ms(lambda: mlp_rollout.act(flat_np), min_time),
-            "gnn_fwd_bwd_ms": median_ms(minibatch_step(gnn, graph), min_time),
-            "mlp_fwd_bwd_ms": median_ms(minibatch_step(mlp, flat), min_time)}
+    return {
+        "batch": batch_size,
+        "nodes": num_nodes,
+        "gnn_act_ms": median_ms(lambda: gnn.act(graph), min_time),
+        "mlp_act_ms": median_ms(lambda: mlp.act(flat), min_time),
+        "gnn_rollout_act_ms": median_ms(lambda: gnn_rollout.act(graph_np), min_time),
+        "mlp_rollout_act_ms": median_ms(lambda: mlp_rollout.act(flat_np), min_time),
+        "gnn_fwd_bwd_ms": median_ms(minibatch_step(gnn, graph), min_time),
+        "mlp_fwd_bwd_ms": median_ms(minibatch_step(mlp, flat), min_time),
+    }
 
 
 def main() -> None:
@@ -115,18 +127,28 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(f"{'N':>3} {'B':>5} | {'gnn act':>8} {'mlp act':>8} | {'gnn roll':>8} {'mlp roll':>8} | "
-          f"{'gnn f+b':>8} {'mlp f+b':>8} {'ratio':>6}  (ms)")
+    print(
+        f"{'N':>3} {'B':>5} | {'gnn act':>8} {'mlp act':>8} | {'gnn roll':>8} {'mlp roll':>8} | "
+        f"{'gnn f+b':>8} {'mlp f+b':>8} {'ratio':>6}  (ms)"
+    )
     rows = []
     for n in args.nodes:
         for b in args.batch_sizes:
             r = run_case(b, n, args.min_time)
             rows.append(r)
-            print(f"{n:>3} {b:>5} | {r['gnn_act_ms']:>8.3f} {r['mlp_act_ms']:>8.3f} | "
-                  f"{r['gnn_rollout_act_ms']:>8.3f} {r['mlp_rollout_act_ms']:>8.3f} | {r['gnn_fwd_bwd_ms']:>8.2f} "
-                  f"{r['mlp_fwd_bwd_ms']:>8.2f} {r['gnn_fwd_bwd_ms'] / r['mlp_fwd_bwd_ms']:>5.1f}x", flush=True)
-    summary = {"benchmark": "gnn", "threads": 1, "gnn": model_kwargs("gnn"), "mlp": model_kwargs("mlp"),
-               "results": [{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in rows]}
+            print(
+                f"{n:>3} {b:>5} | {r['gnn_act_ms']:>8.3f} {r['mlp_act_ms']:>8.3f} | "
+                f"{r['gnn_rollout_act_ms']:>8.3f} {r['mlp_rollout_act_ms']:>8.3f} | {r['gnn_fwd_bwd_ms']:>8.2f} "
+                f"{r['mlp_fwd_bwd_ms']:>8.2f} {r['gnn_fwd_bwd_ms'] / r['mlp_fwd_bwd_ms']:>5.1f}x",
+                flush=True,
+            )
+    summary = {
+        "benchmark": "gnn",
+        "threads": 1,
+        "gnn": model_kwargs("gnn"),
+        "mlp": model_kwargs("mlp"),
+        "results": [{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in rows],
+    }
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps(summary))

@@ -63,8 +63,8 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import ctypes
+import dataclasses
 import functools
 import json
 import subprocess
@@ -147,20 +147,35 @@ class Task:
 
 # Tuned so that both sides learn within ~100k steps. TRPO: sb3-contrib's defaults for the critic
 # minibatch (128) and CG iterations (15), which fit Pendulum's critic better than the project's 256 / 10.
-PENDULUM = Shared(num_envs=8, gamma=0.95, learning_rate=1e-3, target_kl=None, max_kl=0.02, cg_iters=15,
-                  critic_minibatch=128)
+PENDULUM = Shared(
+    num_envs=8, gamma=0.95, learning_rate=1e-3, target_kl=None, max_kl=0.02, cg_iters=15, critic_minibatch=128
+)
 TASKS = {
-    "pendulum": Task("pendulum", "Pendulum-v1", None, {}, ["env=gym", "env.id=Pendulum-v1"], PENDULUM,
-                     100_000, async_envs=False),
+    "pendulum": Task(
+        "pendulum", "Pendulum-v1", None, {}, ["env=gym", "env.id=Pendulum-v1"], PENDULUM, 100_000, async_envs=False
+    ),
     # The same with reward scaling on both sides (Pendulum's discounted returns are ~-300 at gamma 0.95).
-    "pendulum_norm": Task("pendulum_norm", "Pendulum-v1", None, {}, ["env=gym", "env.id=Pendulum-v1"],
-                          dataclasses.replace(PENDULUM, normalize_rewards=True), 100_000, async_envs=False),
+    "pendulum_norm": Task(
+        "pendulum_norm",
+        "Pendulum-v1",
+        None,
+        {},
+        ["env=gym", "env.id=Pendulum-v1"],
+        dataclasses.replace(PENDULUM, normalize_rewards=True),
+        100_000,
+        async_envs=False,
+    ),
     # The project's defaults (configs/train.yaml, configs/agent/*.yaml, configs/model/mlp.yaml)
     # on flat-observation peg insertion with the floating gripper.
-    "peg": Task("peg", "GraphInsertion/PegInsertion-v0", 100, {"robot": "floating", "obs_mode": "flat"},
-                ["env=peg_insertion", "env.max_episode_steps=100", "env.kwargs.robot=floating",
-                 "env.kwargs.obs_mode=flat"],
-                Shared(), 100_000),
+    "peg": Task(
+        "peg",
+        "GraphInsertion/PegInsertion-v0",
+        100,
+        {"robot": "floating", "obs_mode": "flat"},
+        ["env=peg_insertion", "env.max_episode_steps=100", "env.kwargs.robot=floating", "env.kwargs.obs_mode=flat"],
+        Shared(),
+        100_000,
+    ),
 }
 
 
@@ -185,51 +200,111 @@ def ours_overrides(algo: str, task: Task, seed: int, steps: int, run_dir: Path) 
     """Hydra overrides for scripts/train.py that spell out every shared setting."""
     s = task.shared
     hidden = "[" + ",".join(str(h) for h in s.hidden) + "]"
-    common = [*task.hydra_env, "model=mlp", f"model.hidden_sizes={hidden}", f"model.critic_hidden_sizes={hidden}",
-              "model.activation=tanh", "model.init_log_std=0.0", "model.normalize_obs=true", "model.obs_clip=10.0",
-              f"normalize_rewards={str(s.normalize_rewards).lower()}",
-              f"seed={seed}", f"total_steps={steps}", f"num_envs={s.num_envs}", f"rollout_steps={s.n_steps}",
-              f"async_envs={str(task.async_envs).lower()}", "device=cpu", "torch_threads=1", "eval.every=0", "progress_bar=false",
-              "logger.wandb.mode=disabled", f"hydra.run.dir={run_dir}"]
-    rollout = [f"agent.gamma={s.gamma}", f"agent.gae_lambda={s.gae_lambda}", "agent.ent_coef=0.0",
-               "agent.normalize_advantages=true", "agent.anneal_lr=false"]
+    common = [
+        *task.hydra_env,
+        "model=mlp",
+        f"model.hidden_sizes={hidden}",
+        f"model.critic_hidden_sizes={hidden}",
+        "model.activation=tanh",
+        "model.init_log_std=0.0",
+        "model.normalize_obs=true",
+        "model.obs_clip=10.0",
+        f"normalize_rewards={str(s.normalize_rewards).lower()}",
+        f"seed={seed}",
+        f"total_steps={steps}",
+        f"num_envs={s.num_envs}",
+        f"rollout_steps={s.n_steps}",
+        f"async_envs={str(task.async_envs).lower()}",
+        "device=cpu",
+        "torch_threads=1",
+        "eval.every=0",
+        "progress_bar=false",
+        "logger.wandb.mode=disabled",
+        f"hydra.run.dir={run_dir}",
+    ]
+    rollout = [
+        f"agent.gamma={s.gamma}",
+        f"agent.gae_lambda={s.gae_lambda}",
+        "agent.ent_coef=0.0",
+        "agent.normalize_advantages=true",
+        "agent.anneal_lr=false",
+    ]
     if algo == "ours_ppo":
         target_kl = "null" if s.target_kl is None else s.target_kl
-        return [*common, "agent=ppo", *rollout, f"agent.learning_rate={s.learning_rate}",
-                "agent.critic_learning_rate=null", f"agent.num_epochs={s.epochs}",
-                f"agent.minibatch_size={s.minibatch}", f"agent.clip_coef={s.clip}", "agent.clip_value_loss=false",
-                f"agent.vf_coef={2 * s.vf_coef}", f"agent.max_grad_norm={s.max_grad_norm}",
-                f"agent.target_kl={target_kl}", "agent.kl_stop_factor=1.5", "agent.kl_penalty=false",
-                "agent.kl_adaptive_lr=false"]
-    return [*common, "agent=trpo", *rollout, f"agent.max_kl={s.max_kl}", f"agent.cg_iters={s.cg_iters}",
-            f"agent.cg_damping={s.cg_damping}", f"agent.backtrack_coef={s.backtrack_coef}",
-            f"agent.backtrack_iters={s.backtrack_iters}", f"agent.critic_learning_rate={s.critic_lr}",
-            f"agent.critic_epochs={s.critic_epochs}", f"agent.critic_minibatch_size={s.critic_minibatch}",
-            "agent.critic_max_grad_norm=null"]
+        return [
+            *common,
+            "agent=ppo",
+            *rollout,
+            f"agent.learning_rate={s.learning_rate}",
+            "agent.critic_learning_rate=null",
+            f"agent.num_epochs={s.epochs}",
+            f"agent.minibatch_size={s.minibatch}",
+            f"agent.clip_coef={s.clip}",
+            "agent.clip_value_loss=false",
+            f"agent.vf_coef={2 * s.vf_coef}",
+            f"agent.max_grad_norm={s.max_grad_norm}",
+            f"agent.target_kl={target_kl}",
+            "agent.kl_stop_factor=1.5",
+            "agent.kl_penalty=false",
+            "agent.kl_adaptive_lr=false",
+        ]
+    return [
+        *common,
+        "agent=trpo",
+        *rollout,
+        f"agent.max_kl={s.max_kl}",
+        f"agent.cg_iters={s.cg_iters}",
+        f"agent.cg_damping={s.cg_damping}",
+        f"agent.backtrack_coef={s.backtrack_coef}",
+        f"agent.backtrack_iters={s.backtrack_iters}",
+        f"agent.critic_learning_rate={s.critic_lr}",
+        f"agent.critic_epochs={s.critic_epochs}",
+        f"agent.critic_minibatch_size={s.critic_minibatch}",
+        "agent.critic_max_grad_norm=null",
+    ]
 
 
 def run_script(script: Path, args: List[str]) -> str:
     """Run a project script with this interpreter; its stdout, or an error with the output's tail."""
     proc = subprocess.run([sys.executable, str(script), *args], cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"{script.name} {' '.join(args)} failed ({proc.returncode}):\n"
-                           f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+        raise RuntimeError(
+            f"{script.name} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+        )
     return proc.stdout
 
 
-def run_ours(algo: str, task: Task, seed: int, steps: int, run_dir: Path, episodes: int, eval_seed: int
-             ) -> RunResult:
+def run_ours(algo: str, task: Task, seed: int, steps: int, run_dir: Path, episodes: int, eval_seed: int) -> RunResult:
     """scripts/train.py (timed), then scripts/evaluate.py on the final checkpoint (latest.pt)."""
     launched = time.time()
     run_script(TRAIN, ours_overrides(algo, task, seed, steps, run_dir))
     wall = (run_dir / "checkpoints" / "latest.pt").stat().st_mtime - launched  # written last (atomic rename)
     with open(run_dir / "metrics.csv", newline="") as f:
         loop = float(list(csv.DictReader(f))[-1]["time/elapsed"])
-    stdout = run_script(EVALUATE, [f"checkpoint={run_dir}", "which=latest", f"episodes={episodes}",
-                                   "deterministic=true", f"seed={eval_seed}", f"output={run_dir / 'eval.json'}"])
+    stdout = run_script(
+        EVALUATE,
+        [
+            f"checkpoint={run_dir}",
+            "which=latest",
+            f"episodes={episodes}",
+            "deterministic=true",
+            f"seed={eval_seed}",
+            f"output={run_dir / 'eval.json'}",
+        ],
+    )
     summary = json.loads(stdout.strip().splitlines()[-1])
-    return RunResult(task.name, algo, seed, summary["global_step"], summary["mean_return"], summary["success_rate"],
-                     wall, loop, str(run_dir), {"std_return": summary["std_return"]})
+    return RunResult(
+        task.name,
+        algo,
+        seed,
+        summary["global_step"],
+        summary["mean_return"],
+        summary["success_rate"],
+        wall,
+        loop,
+        str(run_dir),
+        {"std_return": summary["std_return"]},
+    )
 
 
 # ------------------------------------------------------------------- SB3
@@ -241,8 +316,7 @@ def _sb3_training_env(task: Task) -> gym.Env:
     return KeepInfoKeys(env, TRAIN_INFO_KEYS)
 
 
-def run_sb3(algo: str, task: Task, seed: int, steps: int, run_dir: Path, episodes: int, eval_seed: int
-            ) -> RunResult:
+def run_sb3(algo: str, task: Task, seed: int, steps: int, run_dir: Path, episodes: int, eval_seed: int) -> RunResult:
     """SB3 PPO / sb3-contrib TRPO on VecNormalize(SubprocVecEnv or DummyVecEnv), then its evaluation.
 
     ``extra["saved_epoch"]`` is when the model and its normalisation statistics were on disk
@@ -254,8 +328,9 @@ def run_sb3(algo: str, task: Task, seed: int, steps: int, run_dir: Path, episode
 
     s = task.shared
     torch.set_num_threads(1)
-    policy_kwargs = dict(net_arch=dict(pi=list(s.hidden), vf=list(s.hidden)), activation_fn=nn.Tanh,
-                         ortho_init=True, log_std_init=0.0)
+    policy_kwargs = dict(
+        net_arch=dict(pi=list(s.hidden), vf=list(s.hidden)), activation_fn=nn.Tanh, ortho_init=True, log_std_init=0.0
+    )
     start = time.perf_counter()
     env_fn = functools.partial(_sb3_training_env, task)
     if task.async_envs:  # fork: as gymnasium's AsyncVectorEnv here
@@ -263,23 +338,57 @@ def run_sb3(algo: str, task: Task, seed: int, steps: int, run_dir: Path, episode
     else:
         vectorization = dict(vec_env_cls=DummyVecEnv)
     venv = make_vec_env(env_fn, n_envs=s.num_envs, seed=seed, **vectorization)
-    venv = VecNormalize(venv, norm_obs=True, norm_reward=s.normalize_rewards, clip_obs=10.0, epsilon=1e-8,
-                        gamma=s.gamma)
-    common = dict(n_steps=s.n_steps, gamma=s.gamma, gae_lambda=s.gae_lambda, normalize_advantage=True,
-                  seed=seed, device="cpu", verbose=0)
+    venv = VecNormalize(
+        venv, norm_obs=True, norm_reward=s.normalize_rewards, clip_obs=10.0, epsilon=1e-8, gamma=s.gamma
+    )
+    common = dict(
+        n_steps=s.n_steps,
+        gamma=s.gamma,
+        gae_lambda=s.gae_lambda,
+        normalize_advantage=True,
+        seed=seed,
+        device="cpu",
+        verbose=0,
+    )
     matched = not algo.endswith("_default")
     if algo.startswith("sb3_ppo"):
         schedule = dict(batch_size=s.minibatch, n_epochs=s.epochs, target_kl=s.target_kl) if matched else {}
-        model = PPO("MlpPolicy", venv, learning_rate=s.learning_rate, clip_range=s.clip, clip_range_vf=None,
-                    ent_coef=0.0, vf_coef=s.vf_coef, max_grad_norm=s.max_grad_norm, policy_kwargs=policy_kwargs,
-                    **schedule, **common)  # Adam eps 1e-5 as ours
+        model = PPO(
+            "MlpPolicy",
+            venv,
+            learning_rate=s.learning_rate,
+            clip_range=s.clip,
+            clip_range_vf=None,
+            ent_coef=0.0,
+            vf_coef=s.vf_coef,
+            max_grad_norm=s.max_grad_norm,
+            policy_kwargs=policy_kwargs,
+            **schedule,
+            **common,
+        )  # Adam eps 1e-5 as ours
     else:
-        schedule = dict(batch_size=s.critic_minibatch, cg_max_steps=s.cg_iters,
-                        line_search_shrinking_factor=s.backtrack_coef, line_search_max_iter=s.backtrack_iters,
-                        n_critic_updates=s.critic_epochs) if matched else {}
-        model = TRPO("MlpPolicy", venv, learning_rate=s.critic_lr, target_kl=s.max_kl, cg_damping=s.cg_damping,
-                     sub_sampling_factor=1, policy_kwargs=dict(policy_kwargs, optimizer_kwargs=dict(eps=1e-8)),
-                     **schedule, **common)  # ours: Adam eps 1e-8
+        schedule = (
+            dict(
+                batch_size=s.critic_minibatch,
+                cg_max_steps=s.cg_iters,
+                line_search_shrinking_factor=s.backtrack_coef,
+                line_search_max_iter=s.backtrack_iters,
+                n_critic_updates=s.critic_epochs,
+            )
+            if matched
+            else {}
+        )
+        model = TRPO(
+            "MlpPolicy",
+            venv,
+            learning_rate=s.critic_lr,
+            target_kl=s.max_kl,
+            cg_damping=s.cg_damping,
+            sub_sampling_factor=1,
+            policy_kwargs=dict(policy_kwargs, optimizer_kwargs=dict(eps=1e-8)),
+            **schedule,
+            **common,
+        )  # ours: Adam eps 1e-8
     learn_start = time.perf_counter()
     model.learn(total_timesteps=steps)
     end = time.perf_counter()
@@ -290,17 +399,34 @@ def run_sb3(algo: str, task: Task, seed: int, steps: int, run_dir: Path, episode
     saved_epoch = time.time()
     venv.close()
     evaluation = evaluate_sb3(model, run_dir / "vecnormalize.pkl", task, episodes, eval_seed)
-    return RunResult(task.name, algo, seed, int(model.num_timesteps), evaluation["mean_return"],
-                     evaluation["success_rate"], end - start, end - learn_start, str(run_dir),
-                     {"std_return": evaluation["std_return"], "saved_epoch": saved_epoch})
+    return RunResult(
+        task.name,
+        algo,
+        seed,
+        int(model.num_timesteps),
+        evaluation["mean_return"],
+        evaluation["success_rate"],
+        end - start,
+        end - learn_start,
+        str(run_dir),
+        {"std_return": evaluation["std_return"], "saved_epoch": saved_epoch},
+    )
 
 
-def run_sb3_process(algo: str, task: Task, seed: int, steps: int, run_dir: Path, episodes: int, eval_seed: int
-                    ) -> RunResult:
+def run_sb3_process(
+    algo: str, task: Task, seed: int, steps: int, run_dir: Path, episodes: int, eval_seed: int
+) -> RunResult:
     """``run_sb3`` in a fresh Python process, so that its wall-clock counts interpreter start-up and
     imports (torch, SB3) exactly as ours counts ``train.py``'s; the loop time is unchanged."""
-    request = {"algo": algo, "task": asdict(task), "seed": seed, "steps": steps, "run_dir": str(run_dir),
-               "episodes": episodes, "eval_seed": eval_seed}
+    request = {
+        "algo": algo,
+        "task": asdict(task),
+        "seed": seed,
+        "steps": steps,
+        "run_dir": str(run_dir),
+        "episodes": episodes,
+        "eval_seed": eval_seed,
+    }
     launched = time.time()
     stdout = run_script(Path(__file__).resolve(), ["--sb3-child", json.dumps(request)])
     result = RunResult(**json.loads(stdout.strip().splitlines()[-1]))
@@ -312,10 +438,21 @@ def sb3_child(request_json: str) -> None:
     """Entry point of ``run_sb3_process``'s child: one SB3 run, its RunResult as the last stdout line."""
     request = json.loads(request_json)
     task_fields = request["task"]
-    task = Task(**{**task_fields, "shared": Shared(**{k: tuple(v) if k == "hidden" else v
-                                                     for k, v in task_fields["shared"].items()})})
-    result = run_sb3(request["algo"], task, request["seed"], request["steps"], Path(request["run_dir"]),
-                     request["episodes"], request["eval_seed"])
+    task = Task(
+        **{
+            **task_fields,
+            "shared": Shared(**{k: tuple(v) if k == "hidden" else v for k, v in task_fields["shared"].items()}),
+        }
+    )
+    result = run_sb3(
+        request["algo"],
+        task,
+        request["seed"],
+        request["steps"],
+        Path(request["run_dir"]),
+        request["episodes"],
+        request["eval_seed"],
+    )
     sys.stdout.flush()
     ctypes.CDLL(None).fflush(None)
     print(json.dumps(asdict(result)), flush=True)
@@ -348,8 +485,11 @@ def evaluate_sb3(model, stats_path: Path, task: Task, episodes: int, seed: int) 
             successes.append(success)
             total, success = 0.0, False
     venv.close()
-    return {"mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
-            "success_rate": float(np.mean(successes)) if reports_success else None}
+    return {
+        "mean_return": float(np.mean(returns)),
+        "std_return": float(np.std(returns)),
+        "success_rate": float(np.mean(successes)) if reports_success else None,
+    }
 
 
 # ---------------------------------------------------------------- report
@@ -363,8 +503,9 @@ def mean_std(values: List[Optional[float]]) -> Optional[tuple]:
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
-def mean_difference_ci(ours: List[Optional[float]], theirs: List[Optional[float]], resamples: int = 10_000,
-                       seed: int = 0) -> Optional[tuple]:
+def mean_difference_ci(
+    ours: List[Optional[float]], theirs: List[Optional[float]], resamples: int = 10_000, seed: int = 0
+) -> Optional[tuple]:
     """(mean(ours) - mean(theirs), 2.5th and 97.5th percentile of its bootstrap distribution).
 
     Seeds are not paired across libraries (seed k draws different random
@@ -372,13 +513,16 @@ def mean_difference_ci(ours: List[Optional[float]], theirs: List[Optional[float]
     (percentile bootstrap, Efron & Tibshirani 1993, ch. 13). An interval that
     contains 0 means the seeds cannot tell the two apart.
     """
-    ours_arr, theirs_arr = np.asarray([v for v in ours if v is not None], float), \
-        np.asarray([v for v in theirs if v is not None], float)
+    ours_arr, theirs_arr = (
+        np.asarray([v for v in ours if v is not None], float),
+        np.asarray([v for v in theirs if v is not None], float),
+    )
     if ours_arr.size == 0 or theirs_arr.size == 0:
         return None
     rng = np.random.default_rng(seed)
-    boot = rng.choice(ours_arr, (resamples, ours_arr.size)).mean(1) - \
-        rng.choice(theirs_arr, (resamples, theirs_arr.size)).mean(1)
+    boot = rng.choice(ours_arr, (resamples, ours_arr.size)).mean(1) - rng.choice(
+        theirs_arr, (resamples, theirs_arr.size)
+    ).mean(1)
     low, high = np.percentile(boot, [2.5, 97.5])
     return float(ours_arr.mean() - theirs_arr.mean()), float(low), float(high)
 
@@ -392,20 +536,28 @@ def aggregate(results: List[RunResult]) -> Dict[str, Dict[str, Dict[str, Any]]]:
         runs_of = {algo: row["runs"] for algo, row in rows.items()}
         for row in rows.values():
             runs = row.pop("runs")
-            row.update(seeds=[r.seed for r in runs], env_steps=int(np.mean([r.env_steps for r in runs])),
-                       **{"return": mean_std([r.mean_return for r in runs]),
-                          "success_rate": mean_std([r.success_rate for r in runs])},
-                       wall_s=float(np.mean([r.wall_s for r in runs])), loop_s=float(np.mean([r.loop_s for r in runs])))
+            row.update(
+                seeds=[r.seed for r in runs],
+                env_steps=int(np.mean([r.env_steps for r in runs])),
+                **{
+                    "return": mean_std([r.mean_return for r in runs]),
+                    "success_rate": mean_std([r.success_rate for r in runs]),
+                },
+                wall_s=float(np.mean([r.wall_s for r in runs])),
+                loop_s=float(np.mean([r.loop_s for r in runs])),
+            )
         for kind in ("ppo", "trpo"):
             ours, theirs, default = rows.get(f"ours_{kind}"), rows.get(f"sb3_{kind}"), rows.get(f"sb3_{kind}_default")
             if ours and theirs:
                 ours["wall_ratio_vs_sb3"] = ours["wall_s"] / theirs["wall_s"]
                 ours["loop_ratio_vs_sb3"] = ours["loop_s"] / theirs["loop_s"]
                 mine, sb3 = runs_of[f"ours_{kind}"], runs_of[f"sb3_{kind}"]
-                ours["return_diff_vs_sb3"] = mean_difference_ci([r.mean_return for r in mine],
-                                                                [r.mean_return for r in sb3])
-                ours["success_diff_vs_sb3"] = mean_difference_ci([r.success_rate for r in mine],
-                                                                 [r.success_rate for r in sb3])
+                ours["return_diff_vs_sb3"] = mean_difference_ci(
+                    [r.mean_return for r in mine], [r.mean_return for r in sb3]
+                )
+                ours["success_diff_vs_sb3"] = mean_difference_ci(
+                    [r.success_rate for r in mine], [r.success_rate for r in sb3]
+                )
             if ours and default:
                 ours["loop_ratio_vs_sb3_default"] = ours["loop_s"] / default["loop_s"]
     return table
@@ -421,20 +573,25 @@ def markdown_table(table: Dict[str, Dict[str, Dict[str, Any]]], episodes: int) -
     def diff(value: Optional[tuple], digits: int) -> str:
         return "-" if value is None else f"{value[0]:+.{digits}f} [{value[1]:+.{digits}f}, {value[2]:+.{digits}f}]"
 
-    lines = [f"final policy: {episodes} deterministic episodes; ± = std over seeds; "
-             "ratios = ours / SB3 with our schedule, and loop time ours / SB3 with its default schedule; "
-             "vs SB3 = difference of means ours - SB3 (our schedule) [95% bootstrap interval over seeds]", "",
-             "| task | algorithm | seeds | env steps | return | success | wall s | loop s | wall ratio | loop ratio "
-             "| loop ratio vs SB3 defaults | return vs SB3 | success vs SB3 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"final policy: {episodes} deterministic episodes; ± = std over seeds; "
+        "ratios = ours / SB3 with our schedule, and loop time ours / SB3 with its default schedule; "
+        "vs SB3 = difference of means ours - SB3 (our schedule) [95% bootstrap interval over seeds]",
+        "",
+        "| task | algorithm | seeds | env steps | return | success | wall s | loop s | wall ratio | loop ratio "
+        "| loop ratio vs SB3 defaults | return vs SB3 | success vs SB3 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for task, rows in table.items():
         for algo in sorted(rows, key=ALGOS.index):
             row = rows[algo]
-            lines.append(f"| {task} | {algo} | {len(row['seeds'])} | {row['env_steps']} | {pm(row['return'], 1)} | "
-                         f"{pm(row['success_rate'], 2)} | {row['wall_s']:.1f} | {row['loop_s']:.1f} | "
-                         f"{ratio(row.get('wall_ratio_vs_sb3'))} | {ratio(row.get('loop_ratio_vs_sb3'))} | "
-                         f"{ratio(row.get('loop_ratio_vs_sb3_default'))} | {diff(row.get('return_diff_vs_sb3'), 1)} | "
-                         f"{diff(row.get('success_diff_vs_sb3'), 2)} |")
+            lines.append(
+                f"| {task} | {algo} | {len(row['seeds'])} | {row['env_steps']} | {pm(row['return'], 1)} | "
+                f"{pm(row['success_rate'], 2)} | {row['wall_s']:.1f} | {row['loop_s']:.1f} | "
+                f"{ratio(row.get('wall_ratio_vs_sb3'))} | {ratio(row.get('loop_ratio_vs_sb3'))} | "
+                f"{ratio(row.get('loop_ratio_vs_sb3_default'))} | {diff(row.get('return_diff_vs_sb3'), 1)} | "
+                f"{diff(row.get('success_diff_vs_sb3'), 2)} |"
+            )
     return "\n".join(lines)
 
 
@@ -445,18 +602,27 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--steps-pendulum", type=int, default=TASKS["pendulum"].default_steps,
-                        help="env steps of pendulum and pendulum_norm")
+    parser.add_argument(
+        "--steps-pendulum",
+        type=int,
+        default=TASKS["pendulum"].default_steps,
+        help="env steps of pendulum and pendulum_norm",
+    )
     parser.add_argument("--steps-peg", type=int, default=TASKS["peg"].default_steps)
     parser.add_argument("--algos", nargs="+", choices=ALGOS, default=list(ALGOS))
-    parser.add_argument("--vectorization", choices=["task", "sync", "async"], default="task",
-                        help="sync: all envs in the training process (SyncVectorEnv / DummyVecEnv); async: one "
-                             "worker process per env (AsyncVectorEnv / SubprocVecEnv); task: each task's default")
+    parser.add_argument(
+        "--vectorization",
+        choices=["task", "sync", "async"],
+        default="task",
+        help="sync: all envs in the training process (SyncVectorEnv / DummyVecEnv); async: one "
+        "worker process per env (AsyncVectorEnv / SubprocVecEnv); task: each task's default",
+    )
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--eval-seed", type=int, default=10_000, help="held out: training seeds are small")
     parser.add_argument("--out", type=Path, default=Path("outputs/benchmark_sb3.json"))
-    parser.add_argument("--run-root", type=Path, default=None,
-                        help="run directories (default: outputs/benchmark_sb3/<date_time>)")
+    parser.add_argument(
+        "--run-root", type=Path, default=None, help="run directories (default: outputs/benchmark_sb3/<date_time>)"
+    )
     args = parser.parse_args(argv)
     for name in ("steps_pendulum", "steps_peg", "eval_episodes"):
         if getattr(args, name) < 1:
@@ -476,13 +642,29 @@ def main(argv: Optional[List[str]] = None) -> None:
     results: List[RunResult] = []
 
     def write(final: bool) -> Dict[str, Any]:
-        summary = {"tasks": args.tasks, "seeds": args.seeds, "vectorization": args.vectorization, "algos": args.algos,
-                   "steps": {t: steps[t] for t in args.tasks}, "eval_episodes": args.eval_episodes,
-                   "eval_seed": args.eval_seed, "complete": final, "results": aggregate(results), "out": str(out)}
+        summary = {
+            "tasks": args.tasks,
+            "seeds": args.seeds,
+            "vectorization": args.vectorization,
+            "algos": args.algos,
+            "steps": {t: steps[t] for t in args.tasks},
+            "eval_episodes": args.eval_episodes,
+            "eval_seed": args.eval_seed,
+            "complete": final,
+            "results": aggregate(results),
+            "out": str(out),
+        }
         out.parent.mkdir(parents=True, exist_ok=True)
         with open(out, "w") as f:
-            json.dump({**summary, "shared_hyperparameters": {t: asdict(TASKS[t].shared) for t in args.tasks},
-                       "runs": [asdict(r) for r in results]}, f, indent=2)
+            json.dump(
+                {
+                    **summary,
+                    "shared_hyperparameters": {t: asdict(TASKS[t].shared) for t in args.tasks},
+                    "runs": [asdict(r) for r in results],
+                },
+                f,
+                indent=2,
+            )
         return summary
 
     for task_name in args.tasks:
@@ -496,8 +678,11 @@ def main(argv: Optional[List[str]] = None) -> None:
                 result = run(algo, task, seed, steps[task_name], run_dir, args.eval_episodes, args.eval_seed)
                 results.append(result)
                 success = "" if result.success_rate is None else f"  success {result.success_rate:.2f}"
-                print(f"{task_name} {algo} seed {seed}: return {result.mean_return:.1f}{success}  "
-                      f"wall {result.wall_s:.1f}s  loop {result.loop_s:.1f}s  ({result.env_steps} steps)", flush=True)
+                print(
+                    f"{task_name} {algo} seed {seed}: return {result.mean_return:.1f}{success}  "
+                    f"wall {result.wall_s:.1f}s  loop {result.loop_s:.1f}s  ({result.env_steps} steps)",
+                    flush=True,
+                )
                 write(final=False)
 
     summary = write(final=True)

@@ -153,8 +153,12 @@ def evaluate(argv: Sequence[str]) -> Dict[str, Any]:
     train_cfg = env_config(checkpoint, env_overrides)
     seed_everything(cfg.seed)  # stochastic policies (deterministic=false) sample from torch's RNG
 
-    env = make_env(train_cfg.env.id, train_cfg.env.max_episode_steps,
-                   render_mode="rgb_array" if cfg.video else None, **env_kwargs(train_cfg.env))
+    env = make_env(
+        train_cfg.env.id,
+        train_cfg.env.max_episode_steps,
+        render_mode="rgb_array" if cfg.video else None,
+        **env_kwargs(train_cfg.env),
+    )
     results_path, video_dir = output_paths(cfg, path)
     recorder = VideoRecorder(video_dir, cfg.video_episodes, cfg.video_format, cfg.video_fps) if cfg.video else None
     try:
@@ -168,14 +172,21 @@ def evaluate(argv: Sequence[str]) -> Dict[str, Any]:
         env.close()
 
     summary = {
-        "checkpoint": str(path), "global_step": checkpoint["global_step"], "env_id": train_cfg.env.id,
-        "env_overrides": {k: v for k, v in env_overrides}, "deterministic": cfg.deterministic, "seed": cfg.seed,
-        **summarize(results), "videos": recorder.files if recorder else [], "results": str(results_path),
+        "checkpoint": str(path),
+        "global_step": checkpoint["global_step"],
+        "env_id": train_cfg.env.id,
+        "env_overrides": {k: v for k, v in env_overrides},
+        "deterministic": cfg.deterministic,
+        "seed": cfg.seed,
+        **summarize(results),
+        "videos": recorder.files if recorder else [],
+        "results": str(results_path),
     }
     results_path.parent.mkdir(parents=True, exist_ok=True)
     with open(results_path, "w") as f:
-        json.dump({**summary, "config": OmegaConf.to_container(train_cfg, resolve=True), "per_episode": results},
-                  f, indent=2)
+        json.dump(
+            {**summary, "config": OmegaConf.to_container(train_cfg, resolve=True), "per_episode": results}, f, indent=2
+        )
     return summary
 
 
@@ -192,8 +203,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if rate is not None:
         lo, hi = summary["success_ci95"]
         print(f"success rate {rate:.3f} (95% CI {lo:.3f}-{hi:.3f}) over {summary['episodes']} episodes")
-    print(f"mean return {summary['mean_return']:.3f} +- {summary['std_return']:.3f}, "
-          f"mean steps to success {summary['mean_steps_to_success']}")
+    print(
+        f"mean return {summary['mean_return']:.3f} +- {summary['std_return']:.3f}, "
+        f"mean steps to success {summary['mean_steps_to_success']}"
+    )
     print(f"results: {summary['results']}")
     # C libraries (PyBullet) print through their own stdio buffer: flush it first so the JSON stays last.
     sys.stdout.flush()

@@ -33,8 +33,10 @@ def evaluate(robot: str, episodes: int, seed: int, **env_kwargs) -> dict:
         if success:
             lengths.append(steps)
     env.close()
-    return {"success_rate": float(np.mean(successes)) if successes else float("nan"),
-            "mean_steps_to_success": float(np.mean(lengths)) if lengths else float("nan")}
+    return {
+        "success_rate": float(np.mean(successes)) if successes else float("nan"),
+        "mean_steps_to_success": float(np.mean(lengths)) if lengths else float("nan"),
+    }
 
 
 def record(robot: str, path: str, seed: int, **env_kwargs) -> bool:
@@ -63,8 +65,10 @@ def main() -> None:
         start = time.perf_counter()
         summary.update(evaluate(args.robot, args.episodes, args.seed, **env_kwargs))
         summary["seconds"] = round(time.perf_counter() - start, 1)
-        print(f"{args.robot}: success {summary['success_rate']:.1%} over {args.episodes} seeds "
-              f"(mean steps to success {summary['mean_steps_to_success']:.1f})")
+        print(
+            f"{args.robot}: success {summary['success_rate']:.1%} over {args.episodes} seeds "
+            f"(mean steps to success {summary['mean_steps_to_success']:.1f})"
+        )
     if args.video:
         summary["video"] = args.video
         summary["video_episode_success"] = record(args.robot, args.video, args.seed, **env_kwargs)

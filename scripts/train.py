@@ -64,8 +64,10 @@ def check_resume_argument(argv: list) -> None:
         if arg.startswith("resume=") and arg != "resume=null":
             latest = Path(arg.split("=", 1)[1]) / "checkpoints" / LATEST
             if not latest.is_file():
-                sys.exit(f"Error: {arg}: no checkpoint {latest} (not a run directory, or the run stopped "
-                         f"before its first checkpoint)")
+                sys.exit(
+                    f"Error: {arg}: no checkpoint {latest} (not a run directory, or the run stopped "
+                    f"before its first checkpoint)"
+                )
 
 
 def command_line_overrides() -> list:
@@ -90,8 +92,7 @@ def main(cfg: DictConfig) -> None:
     except ValueError as error:
         sys.exit(f"Error: {error}")
     result = train(cfg, run_dir, checkpoint)
-    print(f"run dir: {run_dir}  steps: {result.global_step}  updates: {result.updates}  "
-          f"best: {result.best_metric}")
+    print(f"run dir: {run_dir}  steps: {result.global_step}  updates: {result.updates}  best: {result.best_metric}")
     if result.stopped_by is not None:
         sys.exit(128 + result.stopped_by)
 

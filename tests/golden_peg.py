@@ -31,10 +31,19 @@ CASES = {
     "floating_graph": {"robot": "floating", "obs_mode": "graph"},
     "floating_flat": {"robot": "floating", "obs_mode": "flat"},
     "floating_box_randomized": {
-        "robot": "floating", "obs_mode": "flat", "peg_shape": "box", "num_keypoints": 4, "keypoint_spacing": 0.02,
-        "randomization": {"friction_range": [0.3, 0.8], "clearance_range": [0.001, 0.003],
-                          "peg_size_scale_range": [0.9, 1.1], "observation_noise_std": 0.001},
-        "reward": {"action_penalty": 0.1, "contact_force_penalty": 0.01}},
+        "robot": "floating",
+        "obs_mode": "flat",
+        "peg_shape": "box",
+        "num_keypoints": 4,
+        "keypoint_spacing": 0.02,
+        "randomization": {
+            "friction_range": [0.3, 0.8],
+            "clearance_range": [0.001, 0.003],
+            "peg_size_scale_range": [0.9, 1.1],
+            "observation_noise_std": 0.001,
+        },
+        "reward": {"action_penalty": 0.1, "contact_force_penalty": 0.01},
+    },
 }
 
 
@@ -71,8 +80,10 @@ def run_case(kwargs: dict, seed: int = 7) -> Dict[str, np.ndarray]:
     state = env.get_start_state()
     # Beside the opening: the peg lands on the hole's top face and is pushed sideways (contact);
     # then straight above it: the peg drops in (success, termination).
-    for peg_pose, lateral in (([0.008, -0.006, 0.01, 0.05, 0.0, 0.05], [-0.7, 0.5, -0.3, -0.3, 0, 0]),
-                              ([0.0005, -0.0005, 0.01, 0.0, 0.0, 0.05], [0, 0, -1, 0, 0, 0])):
+    for peg_pose, lateral in (
+        ([0.008, -0.006, 0.01, 0.05, 0.0, 0.05], [-0.7, 0.5, -0.3, -0.3, 0, 0]),
+        ([0.0005, -0.0005, 0.01, 0.0, 0.0, 0.05], [0, 0, -1, 0, 0, 0]),
+    ):
         obs, info = env.reset(options={"peg_pose": peg_pose})
         _record_step(columns, obs, 0.0, False, info)
         for step in range(DESCENT_STEPS):
@@ -97,7 +108,7 @@ def record(path: Path = GOLDEN_FILE) -> None:
 def load(case: str, path: Path = GOLDEN_FILE) -> Dict[str, np.ndarray]:
     with np.load(path) as data:
         prefix = f"{case}/"
-        return {key[len(prefix):]: data[key] for key in data.files if key.startswith(prefix)}
+        return {key[len(prefix) :]: data[key] for key in data.files if key.startswith(prefix)}
 
 
 if __name__ == "__main__":

@@ -10,8 +10,26 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_benchmark_gnn_reports_every_case(tmp_path):
     out = tmp_path / "gnn.json"
-    subprocess.run([sys.executable, "scripts/benchmark_gnn.py", "--min-time", "0", "--batch-sizes", "1", "3",
-                    "--nodes", "2", "4", "--json", str(out)], cwd=ROOT, check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "scripts/benchmark_gnn.py",
+            "--min-time",
+            "0",
+            "--batch-sizes",
+            "1",
+            "3",
+            "--nodes",
+            "2",
+            "4",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     summary = json.loads(out.read_text())
     cases = {(r["nodes"], r["batch"]) for r in summary["results"]}
     assert cases == {(2, 1), (2, 3), (4, 1), (4, 3)}

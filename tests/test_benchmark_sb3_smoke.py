@@ -19,9 +19,29 @@ ALGOS = ["ours_ppo", "ours_trpo", "sb3_ppo", "sb3_trpo", "sb3_ppo_default", "sb3
 def test_benchmark_sb3_smoke(tmp_path: Path):
     out = tmp_path / "benchmark.json"
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--tasks", "pendulum", "--seeds", "0", "--steps-pendulum", "2048",
-         "--algos", *ALGOS, "--eval-episodes", "2", "--out", str(out), "--run-root", str(tmp_path / "runs")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=58)
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--tasks",
+            "pendulum",
+            "--seeds",
+            "0",
+            "--steps-pendulum",
+            "2048",
+            "--algos",
+            *ALGOS,
+            "--eval-episodes",
+            "2",
+            "--out",
+            str(out),
+            "--run-root",
+            str(tmp_path / "runs"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=58,
+    )
     assert proc.returncode == 0, f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
 
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -70,9 +90,30 @@ def test_pendulum_norm_turns_on_reward_scaling_on_both_sides(tmp_path: Path):
 
     runs = tmp_path / "runs"
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--tasks", "pendulum_norm", "--seeds", "0", "--steps-pendulum", "2048",
-         "--algos", "ours_ppo", "sb3_ppo", "--eval-episodes", "1", "--out", str(tmp_path / "b.json"),
-         "--run-root", str(runs)], cwd=tmp_path, capture_output=True, text=True, timeout=58)
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--tasks",
+            "pendulum_norm",
+            "--seeds",
+            "0",
+            "--steps-pendulum",
+            "2048",
+            "--algos",
+            "ours_ppo",
+            "sb3_ppo",
+            "--eval-episodes",
+            "1",
+            "--out",
+            str(tmp_path / "b.json"),
+            "--run-root",
+            str(runs),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=58,
+    )
     assert proc.returncode == 0, f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
     ours = yaml.safe_load((runs / "pendulum_norm/ours_ppo/seed0/.hydra/config.yaml").read_text())
     assert ours["normalize_rewards"] is True  # our reward scaling

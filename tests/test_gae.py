@@ -54,13 +54,29 @@ def test_buffer_finish_and_minibatches_cover_dict_obs_once():
     buffer = RolloutBuffer(num_steps=4, num_envs=3, gamma=0.9, gae_lambda=0.8)
     for t in range(4):
         obs = {"nodes": torch.full((3, 2, 5), float(t)), "edge_index": torch.full((3, 2, 4), t, dtype=torch.int64)}
-        buffer.add(obs, torch.randn(3, 6), torch.zeros(3), torch.full((3,), 0.5), torch.ones(3),
-                   torch.zeros(3), torch.tensor([0.0, 0.0, float(t == 2)]), torch.zeros(3))
+        buffer.add(
+            obs,
+            torch.randn(3, 6),
+            torch.zeros(3),
+            torch.full((3,), 0.5),
+            torch.ones(3),
+            torch.zeros(3),
+            torch.tensor([0.0, 0.0, float(t == 2)]),
+            torch.zeros(3),
+        )
     with pytest.raises(ValueError, match="full"):
         buffer.add(obs, torch.randn(3, 6), *[torch.zeros(3)] * 6)
     buffer.finish(torch.full((3,), 0.5))
-    expected, _ = compute_gae(buffer.rewards, buffer.values, buffer.terminated, buffer.truncated,
-                              buffer.bootstrap_values, torch.full((3,), 0.5), 0.9, 0.8)
+    expected, _ = compute_gae(
+        buffer.rewards,
+        buffer.values,
+        buffer.terminated,
+        buffer.truncated,
+        buffer.bootstrap_values,
+        torch.full((3,), 0.5),
+        0.9,
+        0.8,
+    )
     torch.testing.assert_close(buffer.advantages, expected)
 
     seen = []

@@ -6,8 +6,16 @@ import numpy as np
 import pybullet
 import pytest
 
-from envs.geometry import (quat_angle, quat_conjugate, quat_from_rotvec, quat_multiply, quat_slerp, quat_to_matrix,
-                           rotation_vector, yaw_rotate)
+from envs.geometry import (
+    quat_angle,
+    quat_conjugate,
+    quat_from_rotvec,
+    quat_multiply,
+    quat_slerp,
+    quat_to_matrix,
+    rotation_vector,
+    yaw_rotate,
+)
 
 RNG = np.random.default_rng(0)
 

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 from torch_geometric.data import Batch, Data
-
 from torch_geometric.nn import TransformerConv
 
 from agents.dense_graph import dense_graph
@@ -24,13 +23,15 @@ ATOL = 1e-5
 def graph_space(max_nodes: int) -> gym.spaces.Dict:
     max_edges = max_nodes * (max_nodes - 1)
     box = lambda shape, dtype=np.float32: gym.spaces.Box(-np.inf, np.inf, shape, dtype)  # noqa: E731
-    return gym.spaces.Dict({
-        "nodes": box((max_nodes, NODE_DIM)),
-        "node_mask": gym.spaces.Box(0, 1, (max_nodes,), np.float32),
-        "edge_index": gym.spaces.Box(0, max_nodes - 1, (2, max_edges), np.int64),
-        "edge_attr": box((max_edges, EDGE_DIM)),
-        "edge_mask": gym.spaces.Box(0, 1, (max_edges,), np.float32),
-    })
+    return gym.spaces.Dict(
+        {
+            "nodes": box((max_nodes, NODE_DIM)),
+            "node_mask": gym.spaces.Box(0, 1, (max_nodes,), np.float32),
+            "edge_index": gym.spaces.Box(0, max_nodes - 1, (2, max_edges), np.int64),
+            "edge_attr": box((max_edges, EDGE_DIM)),
+            "edge_mask": gym.spaces.Box(0, 1, (max_edges,), np.float32),
+        }
+    )
 
 
 ACTION_SPACE = gym.spaces.Box(-1, 1, (ACTION_DIM,), np.float32)
@@ -55,9 +56,11 @@ def graph_obs(nodes, slots=None, edge_slots=None, node_slots=None, edge_order=No
     e = len(src)
     edge_slots = e if edge_slots is None else edge_slots
     obs = {
-        "nodes": torch.full((slots, NODE_DIM), 123.0), "node_mask": torch.zeros(slots),
+        "nodes": torch.full((slots, NODE_DIM), 123.0),
+        "node_mask": torch.zeros(slots),
         "edge_index": torch.full((2, edge_slots), slots - 1, dtype=torch.long),
-        "edge_attr": torch.full((edge_slots, EDGE_DIM), -77.0), "edge_mask": torch.zeros(edge_slots),
+        "edge_attr": torch.full((edge_slots, EDGE_DIM), -77.0),
+        "edge_mask": torch.zeros(edge_slots),
     }
     obs["nodes"][node_slots] = nodes
     obs["node_mask"][node_slots] = 1.0
@@ -98,12 +101,17 @@ def assert_same_outputs(a, b, atol=ATOL):
 
 # -- conversion --------------------------------------------------------------------------
 
+
 def test_flatten_matches_batch_from_data_list():
     graphs = [random_nodes(n, n) for n in (1, 2, 4, 3)]
     padded = stack([graph_obs(g, slots=4, edge_slots=12) for g in graphs])
     flat = flatten_graphs(padded)
-    ref = Batch.from_data_list([Data(x=o["nodes"], edge_index=o["edge_index"], edge_attr=o["edge_attr"])
-                                for o in (graph_obs(g) for g in graphs)])
+    ref = Batch.from_data_list(
+        [
+            Data(x=o["nodes"], edge_index=o["edge_index"], edge_attr=o["edge_attr"])
+            for o in (graph_obs(g) for g in graphs)
+        ]
+    )
     assert torch.equal(flat.x, ref.x)
     assert torch.equal(flat.edge_index, ref.edge_index)
     assert torch.equal(flat.edge_attr, ref.edge_attr)
@@ -122,6 +130,7 @@ def test_flatten_accepts_unbatched_numpy_with_float_edge_index():
 
 # -- the dense attention round is TransformerConv ------------------------------------------
 
+
 def test_dense_attention_equals_torch_geometric_transformer_conv():
     """Same weights, same graphs (varied node counts, padding, a node without in-edges):
     the dense round must give torch-geometric's TransformerConv(heads=1, root_weight=True)."""
@@ -130,8 +139,12 @@ def test_dense_attention_equals_torch_geometric_transformer_conv():
     layer = GraphAttention(hidden, edge_dim)
     conv = TransformerConv(hidden, hidden, heads=1, edge_dim=edge_dim, root_weight=True)
     with torch.no_grad():
-        for ours, theirs in ((layer.query, conv.lin_query), (layer.key, conv.lin_key),
-                             (layer.value, conv.lin_value), (layer.root, conv.lin_skip)):
+        for ours, theirs in (
+            (layer.query, conv.lin_query),
+            (layer.key, conv.lin_key),
+            (layer.value, conv.lin_value),
+            (layer.root, conv.lin_skip),
+        ):
             theirs.weight.copy_(ours.weight)
             theirs.bias.copy_(ours.bias)
         conv.lin_edge.weight.copy_(layer.edge.weight)
@@ -139,8 +152,7 @@ def test_dense_attention_equals_torch_geometric_transformer_conv():
     graphs[2]["edge_mask"][[3, 7, 11, 15]] = 0.0  # every edge into one node (target 4) removed
     padded = stack(graphs)
     features = torch.randn(4, 5, hidden)
-    padded["nodes"] = torch.cat([features, torch.zeros(4, 5, NODE_DIM - hidden)], -1) if NODE_DIM > hidden \
-        else features
+    padded["nodes"] = torch.cat([features, torch.zeros(4, 5, NODE_DIM - hidden)], -1) if NODE_DIM > hidden else features
     dense = dense_graph(to_tensors(padded))
     adjacency = dense.adjacency.float()
     ours = layer(features, dense.edges, (1 - adjacency) * NO_EDGE_SCORE, adjacency)
@@ -156,10 +168,13 @@ def test_dense_attention_equals_torch_geometric_transformer_conv():
 
 # -- model invariances -------------------------------------------------------------------
 
+
 def test_permuting_other_nodes_and_edges_leaves_outputs_unchanged():
     model = make_model(max_nodes=5)
     nodes = random_nodes(5, 1)
-    perm = torch.cat([torch.zeros(1, dtype=torch.long), 1 + torch.randperm(4, generator=torch.Generator().manual_seed(3))])
+    perm = torch.cat(
+        [torch.zeros(1, dtype=torch.long), 1 + torch.randperm(4, generator=torch.Generator().manual_seed(3))]
+    )
     edge_order = torch.randperm(20, generator=torch.Generator().manual_seed(4))
     base = outputs(model, graph_obs(nodes))
     assert_same_outputs(base, outputs(model, graph_obs(nodes[perm], edge_order=edge_order)))
@@ -177,15 +192,14 @@ def test_runs_on_more_nodes_than_built_for_and_padding_is_ignored():
     assert_same_outputs(unpadded, outputs(model, padded))
 
 
-@pytest.mark.parametrize("options", [{}, {"shared_encoder": True}, {"actor_pooling": False},
-                                     {"edge_hidden_dim": 8}])
+@pytest.mark.parametrize("options", [{}, {"shared_encoder": True}, {"actor_pooling": False}, {"edge_hidden_dim": 8}])
 def test_batched_equals_one_by_one(options):
     model = make_model(max_nodes=3, **options)
     graphs = [random_nodes(n, 10 + n) for n in (1, 2, 6, 3, 5)]
     batched = outputs(model, stack([graph_obs(g, slots=6, edge_slots=30) for g in graphs]))
     for i, g in enumerate(graphs):
         single = outputs(model, graph_obs(g))
-        assert_same_outputs([x[i:i + 1] for x in batched], single)
+        assert_same_outputs([x[i : i + 1] for x in batched], single)
 
 
 def test_act_shapes_and_deterministic_mean():
@@ -207,6 +221,7 @@ def test_single_numpy_observation_is_accepted():
 
 
 # -- parameters and state ------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("shared", [False, True])
 def test_actor_and_critic_parameters_are_disjoint_and_complete(shared):
@@ -241,22 +256,28 @@ def test_state_dict_round_trip():
 
 # -- bad input -----------------------------------------------------------------------------
 
+
 def _bad(obs, **changes):
     return {**obs, **changes}
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda o: {k: v for k, v in o.items() if k != "edge_mask"}, "missing key"),
-    (lambda o: _bad(o, nodes=o["nodes"][..., :4]), "feature size"),
-    (lambda o: _bad(o, node_mask=o["node_mask"][:, :2]), "'node_mask' must have shape"),
-    (lambda o: _bad(o, edge_index=o["edge_index"] + 10), "outside"),
-    (lambda o: _bad(o, node_mask=torch.tensor([[1.0, 1.0, 0.0]] * 2)), "padding nodes"),
-    (lambda o: _bad(o, node_mask=torch.tensor([[0.0, 1.0, 1.0]] * 2)), "node_mask\\[:, 0\\]"),
-    (lambda o: _bad(o, edge_index=o["edge_index"].float() + 0.5), "non-integer"),
-    (lambda o: _bad(o, nodes="oops"), "numpy array or torch tensor"),
-    (lambda o: _bad(o, edge_index=torch.stack([o["edge_index"][:, :, [0, 0, 1, 2, 3, 4]]]).squeeze(0)),
-     "same \\(source, target\\) pair twice"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda o: {k: v for k, v in o.items() if k != "edge_mask"}, "missing key"),
+        (lambda o: _bad(o, nodes=o["nodes"][..., :4]), "feature size"),
+        (lambda o: _bad(o, node_mask=o["node_mask"][:, :2]), "'node_mask' must have shape"),
+        (lambda o: _bad(o, edge_index=o["edge_index"] + 10), "outside"),
+        (lambda o: _bad(o, node_mask=torch.tensor([[1.0, 1.0, 0.0]] * 2)), "padding nodes"),
+        (lambda o: _bad(o, node_mask=torch.tensor([[0.0, 1.0, 1.0]] * 2)), "node_mask\\[:, 0\\]"),
+        (lambda o: _bad(o, edge_index=o["edge_index"].float() + 0.5), "non-integer"),
+        (lambda o: _bad(o, nodes="oops"), "numpy array or torch tensor"),
+        (
+            lambda o: _bad(o, edge_index=torch.stack([o["edge_index"][:, :, [0, 0, 1, 2, 3, 4]]]).squeeze(0)),
+            "same \\(source, target\\) pair twice",
+        ),
+    ],
+)
 def test_bad_observations_raise_clear_errors(mutate, message):
     model = make_model(max_nodes=3)
     obs = stack([graph_obs(random_nodes(3, s)) for s in range(2)])

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from golden_peg import CASES, load, run_case
 
 

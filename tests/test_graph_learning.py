@@ -45,20 +45,27 @@ class Reach(gym.Env):
 
     def __init__(self, step_size: float = 0.2):
         self.step_size = step_size
-        self.observation_space = gym.spaces.Dict({
-            "nodes": gym.spaces.Box(-10.0, 10.0, (2, 4), np.float32),
-            "node_mask": gym.spaces.Box(0.0, 1.0, (2,), np.float32),
-            "edge_index": gym.spaces.Box(0, 1, (2, 2), np.int64),
-            "edge_attr": gym.spaces.Box(-10.0, 10.0, (2, 2), np.float32),
-            "edge_mask": gym.spaces.Box(0.0, 1.0, (2,), np.float32)})
+        self.observation_space = gym.spaces.Dict(
+            {
+                "nodes": gym.spaces.Box(-10.0, 10.0, (2, 4), np.float32),
+                "node_mask": gym.spaces.Box(0.0, 1.0, (2,), np.float32),
+                "edge_index": gym.spaces.Box(0, 1, (2, 2), np.int64),
+                "edge_attr": gym.spaces.Box(-10.0, 10.0, (2, 2), np.float32),
+                "edge_mask": gym.spaces.Box(0.0, 1.0, (2,), np.float32),
+            }
+        )
         self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
 
     def _obs(self):
         pos = np.stack([self.point, self.goal]).astype(np.float32)
         edge_index = np.array([[0, 1], [1, 0]], dtype=np.int64)
-        return {"nodes": np.concatenate([np.eye(2, dtype=np.float32), pos], axis=1),
-                "node_mask": np.ones(2, np.float32), "edge_index": edge_index,
-                "edge_attr": pos[edge_index[1]] - pos[edge_index[0]], "edge_mask": np.ones(2, np.float32)}
+        return {
+            "nodes": np.concatenate([np.eye(2, dtype=np.float32), pos], axis=1),
+            "node_mask": np.ones(2, np.float32),
+            "edge_index": edge_index,
+            "edge_attr": pos[edge_index[1]] - pos[edge_index[0]],
+            "edge_mask": np.ones(2, np.float32),
+        }
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
@@ -93,8 +100,9 @@ def train_ppo(seed: int, updates: int = 12, num_envs: int = 8, rollout_steps: in
     torch.manual_seed(seed)
     np.random.seed(seed)
     envs = reach_envs(num_envs, seed)
-    model = GraphActorCritic(envs.single_observation_space, envs.single_action_space,
-                             hidden_dim=16, num_layers=1, edge_hidden_dim=4)
+    model = GraphActorCritic(
+        envs.single_observation_space, envs.single_action_space, hidden_dim=16, num_layers=1, edge_hidden_dim=4
+    )
     fresh = mean_return(model)
     buffer = RolloutBuffer(rollout_steps, num_envs, gamma=0.99, gae_lambda=0.95)
     collector = RolloutCollector(envs, model, buffer, seed=seed)

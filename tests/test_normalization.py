@@ -10,13 +10,15 @@ from agents.normalization import ObservationNormalizer, RunningMeanStd
 
 def graph_space(max_nodes=4, node_dim=3, max_edges=5, edge_dim=2):
     box = lambda shape: gym.spaces.Box(-np.inf, np.inf, shape, np.float32)  # noqa: E731
-    return gym.spaces.Dict({
-        "nodes": box((max_nodes, node_dim)),
-        "node_mask": gym.spaces.Box(0, 1, (max_nodes,), np.float32),
-        "edge_index": gym.spaces.Box(0, max_nodes - 1, (2, max_edges), np.int64),
-        "edge_attr": box((max_edges, edge_dim)),
-        "edge_mask": gym.spaces.Box(0, 1, (max_edges,), np.float32),
-    })
+    return gym.spaces.Dict(
+        {
+            "nodes": box((max_nodes, node_dim)),
+            "node_mask": gym.spaces.Box(0, 1, (max_nodes,), np.float32),
+            "edge_index": gym.spaces.Box(0, max_nodes - 1, (2, max_edges), np.int64),
+            "edge_attr": box((max_edges, edge_dim)),
+            "edge_mask": gym.spaces.Box(0, 1, (max_edges,), np.float32),
+        }
+    )
 
 
 def test_running_stats_match_numpy_over_batches():
@@ -53,8 +55,13 @@ def test_graph_statistics_use_valid_nodes_and_edges_only():
     edge_attr[1, :2] = torch.tensor([[3.0, 1.0], [5.0, 1.0]])
     edge_mask = torch.tensor([[1.0, 0, 0, 0, 0], [1.0, 1.0, 0, 0, 0]])
     edge_index = torch.randint(0, 4, (2, 2, 5))
-    obs = {"nodes": nodes, "node_mask": node_mask, "edge_index": edge_index,
-           "edge_attr": edge_attr, "edge_mask": edge_mask}
+    obs = {
+        "nodes": nodes,
+        "node_mask": node_mask,
+        "edge_index": edge_index,
+        "edge_attr": edge_attr,
+        "edge_mask": edge_mask,
+    }
     norm.update(obs)
 
     valid_nodes = nodes[node_mask > 0].double()

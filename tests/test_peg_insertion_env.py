@@ -5,6 +5,7 @@ import warnings
 
 import gymnasium as gym
 import numpy as np
+import pybullet
 import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
 
@@ -100,7 +101,7 @@ def test_save_step_restore_step_reproduces(robot):
         np.testing.assert_allclose(obs_a, obs_b, atol=1e-6)
         assert reward_a == pytest.approx(reward_b, abs=1e-6)
     env.discard_state(state)
-    with pytest.raises(Exception):
+    with pytest.raises(pybullet.error):
         env.restore_state(state)  # released: the engine no longer has it
     env.close()
 
@@ -136,8 +137,11 @@ def test_observation_is_invariant_to_hole_pose():
 def test_keypoint_distance_and_reward_terms_match_hand_computation():
     depth, offset_x, height = 0.04, 0.01, 0.02
     params = [[10.0, 0.0], [100.0, 1.0]]
-    env = make(robot="floating", hole_depth=depth,
-               reward={"kernel_params": params, "action_penalty": 0.5, "relative_to_goal": False})
+    env = make(
+        robot="floating",
+        hole_depth=depth,
+        reward={"kernel_params": params, "action_penalty": 0.5, "relative_to_goal": False},
+    )
     _, info = env.reset(seed=0, options={"peg_pose": [offset_x, 0, height, 0, 0, 0]})
     # An upright peg shifted by (dx, 0, dz) moves every keypoint by the same vector.
     expected = math.hypot(offset_x, height + depth)
@@ -148,7 +152,7 @@ def test_keypoint_distance_and_reward_terms_match_hand_computation():
     hand_kernel = 1 / (math.exp(10 * x) + 0 + math.exp(-10 * x)) + 1 / (math.exp(100 * x) + 1 + math.exp(-100 * x))
     terms = info["reward_terms"]
     assert terms["keypoint"] == pytest.approx(hand_kernel, rel=1e-9)
-    assert terms["action_penalty"] == pytest.approx(-0.5 * 0.2 ** 2, rel=1e-6)
+    assert terms["action_penalty"] == pytest.approx(-0.5 * 0.2**2, rel=1e-6)
     assert terms["success_bonus"] == 0.0
     assert reward == pytest.approx(sum(terms.values()))
     # The peg moved 2 mm toward +x, so the distance grew accordingly.
@@ -227,9 +231,16 @@ def test_action_mask_freezes_inactive_dofs():
 
 
 def test_domain_randomization_changes_geometry_and_noise():
-    env = make(robot="floating", obs_mode="flat",
-               randomization={"clearance_range": [0.0005, 0.003], "peg_size_scale_range": [0.8, 1.2],
-                              "friction_range": [0.2, 1.0], "observation_noise_std": 0.001})
+    env = make(
+        robot="floating",
+        obs_mode="flat",
+        randomization={
+            "clearance_range": [0.0005, 0.003],
+            "peg_size_scale_range": [0.8, 1.2],
+            "friction_range": [0.2, 1.0],
+            "observation_noise_std": 0.001,
+        },
+    )
     sizes = set()
     for seed in range(4):
         observation, _ = env.reset(seed=seed)
@@ -269,13 +280,16 @@ def test_panda_reports_inverse_kinematics_residual():
 
 
 # ---------------------------------------------------------------- bad input
-@pytest.mark.parametrize("bad_action, message", [
-    (np.array([np.nan, 0, 0, 0, 0, 0]), "NaN"),
-    (np.array([0, np.inf, 0, 0, 0, 0]), "NaN or Inf"),
-    (np.zeros(5), "shape"),
-    (np.zeros((2, 6)), "shape"),
-    ("left", "6 numbers"),
-])
+@pytest.mark.parametrize(
+    "bad_action, message",
+    [
+        (np.array([np.nan, 0, 0, 0, 0, 0]), "NaN"),
+        (np.array([0, np.inf, 0, 0, 0, 0]), "NaN or Inf"),
+        (np.zeros(5), "shape"),
+        (np.zeros((2, 6)), "shape"),
+        ("left", "6 numbers"),
+    ],
+)
 def test_bad_actions_raise(bad_action, message):
     env = make(robot="floating")
     env.reset(seed=0)
@@ -283,32 +297,38 @@ def test_bad_actions_raise(bad_action, message):
         env.unwrapped.step(bad_action)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"clearance": -0.001}, "clearance"),
-    ({"robot": "ur5"}, "robot"),
-    ({"obs_mode": "pixels"}, "obs_mode"),
-    ({"peg_shape": "star"}, "peg_shape"),
-    ({"clearence": 0.001}, "clearence"),
-    ({"sim": {"substeps": 0}}, "substeps"),
-    ({"sim": {"time_stepp": 0.01}}, "sim.time_stepp"),
-    ({"action_mask": [1, 1, 1]}, "action_mask"),
-    ({"hole_depth": 0.2}, "hole_depth"),
-    ({"reward": {"kernel": "cubic"}}, "reward.kernel"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"clearance": -0.001}, "clearance"),
+        ({"robot": "ur5"}, "robot"),
+        ({"obs_mode": "pixels"}, "obs_mode"),
+        ({"peg_shape": "star"}, "peg_shape"),
+        ({"clearence": 0.001}, "clearence"),
+        ({"sim": {"substeps": 0}}, "substeps"),
+        ({"sim": {"time_stepp": 0.01}}, "sim.time_stepp"),
+        ({"action_mask": [1, 1, 1]}, "action_mask"),
+        ({"hole_depth": 0.2}, "hole_depth"),
+        ({"reward": {"kernel": "cubic"}}, "reward.kernel"),
+    ],
+)
 def test_bad_config_raises(kwargs, message):
     with pytest.raises(ValueError, match=message):
         make(**kwargs)
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"peg_pos": [0, 0, 0.05, 0, 0, 0]}, "unknown reset option"),
-    ({"peg_pose": [0, 0, 0.05]}, "6 finite numbers"),
-    ({"peg_pose": [0, 0, np.nan, 0, 0, 0]}, "6 finite numbers"),
-    ({"hole_pose": "center"}, "hole_pose"),
-    ({"peg_pose": [0.01, 0, -0.01, 0, 0, 0]}, "not through the opening"),
-    ({"peg_pose": [0, 0, -0.5, 0, 0, 0]}, "below the hole floor"),
-    ("peg", "must be a dict"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"peg_pos": [0, 0, 0.05, 0, 0, 0]}, "unknown reset option"),
+        ({"peg_pose": [0, 0, 0.05]}, "6 finite numbers"),
+        ({"peg_pose": [0, 0, np.nan, 0, 0, 0]}, "6 finite numbers"),
+        ({"hole_pose": "center"}, "hole_pose"),
+        ({"peg_pose": [0.01, 0, -0.01, 0, 0, 0]}, "not through the opening"),
+        ({"peg_pose": [0, 0, -0.5, 0, 0, 0]}, "below the hole floor"),
+        ("peg", "must be a dict"),
+    ],
+)
 def test_malformed_reset_options_raise(options, message):
     env = make(robot="floating")
     with pytest.raises(ValueError, match=message):

@@ -24,8 +24,9 @@ def setup(seed=0, T=16, N=4):
         obs = torch.randn(N, 4, generator=g)
         model.update_normalizer(obs)
         action, log_prob, value = model.act(obs)
-        buffer.add(obs, action, log_prob, value, torch.randn(N, generator=g), torch.zeros(N), torch.zeros(N),
-                   torch.zeros(N))
+        buffer.add(
+            obs, action, log_prob, value, torch.randn(N, generator=g), torch.zeros(N), torch.zeros(N), torch.zeros(N)
+        )
     buffer.finish(torch.zeros(N))
     return model, buffer
 
@@ -79,14 +80,34 @@ def test_adaptive_beta_and_learning_rate_rules():
 
 def test_adaptive_beta_moves_in_the_right_direction_during_updates():
     model, buffer = setup()
-    big_steps = PPO(model, PPOConfig(learning_rate=0.05, num_epochs=4, minibatch_size=16, target_kl=1e-5,
-                                     kl_early_stop=False, kl_penalty=True, init_beta=1.0))
+    big_steps = PPO(
+        model,
+        PPOConfig(
+            learning_rate=0.05,
+            num_epochs=4,
+            minibatch_size=16,
+            target_kl=1e-5,
+            kl_early_stop=False,
+            kl_penalty=True,
+            init_beta=1.0,
+        ),
+    )
     metrics = big_steps.update(buffer)
     assert metrics["approx_kl"] > 1.5e-5 and big_steps.beta == 2.0
 
     model, buffer = setup()
-    tiny_steps = PPO(model, PPOConfig(learning_rate=1e-6, num_epochs=1, minibatch_size=64, target_kl=0.01,
-                                      kl_penalty=True, kl_adaptive_lr=True, init_beta=1.0))
+    tiny_steps = PPO(
+        model,
+        PPOConfig(
+            learning_rate=1e-6,
+            num_epochs=1,
+            minibatch_size=64,
+            target_kl=0.01,
+            kl_penalty=True,
+            kl_adaptive_lr=True,
+            init_beta=1.0,
+        ),
+    )
     metrics = tiny_steps.update(buffer)
     assert metrics["approx_kl"] < 0.01 / 2 and tiny_steps.beta == 0.5
     assert tiny_steps.learning_rate == pytest.approx(1.5e-6) and metrics["learning_rate"] == pytest.approx(1e-6)
@@ -94,8 +115,18 @@ def test_adaptive_beta_moves_in_the_right_direction_during_updates():
 
 def test_lr_annealing_state_dict_and_config_validation():
     model, buffer = setup()
-    ppo = PPO(model, PPOConfig(learning_rate=1e-3, anneal_lr=True, num_epochs=1, num_minibatches=4,
-                               minibatch_size=None, kl_penalty=True, target_kl=0.01))
+    ppo = PPO(
+        model,
+        PPOConfig(
+            learning_rate=1e-3,
+            anneal_lr=True,
+            num_epochs=1,
+            num_minibatches=4,
+            minibatch_size=None,
+            kl_penalty=True,
+            target_kl=0.01,
+        ),
+    )
     metrics = ppo.update(buffer, progress=0.75)
     assert metrics["learning_rate"] == pytest.approx(2.5e-4) and metrics["num_updates"] == 4
     other = PPO(model, PPOConfig(learning_rate=1e-3, kl_penalty=True, target_kl=0.01))

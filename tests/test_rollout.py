@@ -34,8 +34,13 @@ class CounterEnv(gym.Env):
     def step(self, action):
         self.t += 1
         terminated = self.episode % 2 == 1 and self.t == 3
-        return self._obs(float(action[0])), 1.0, terminated, False, {"is_success": terminated, "t": self.t,
-                                                                     "terms": {"a": 1.0}}
+        return (
+            self._obs(float(action[0])),
+            1.0,
+            terminated,
+            False,
+            {"is_success": terminated, "t": self.t, "terms": {"a": 1.0}},
+        )
 
 
 class EchoModel(nn.Module):
@@ -123,8 +128,9 @@ def test_collector_checks_sizes():
 
 @pytest.mark.parametrize("asynchronous", [False, True])
 def test_info_keys_keep_only_the_listed_entries_and_the_episode_statistics(asynchronous):
-    envs = make_vector_env(CounterEnv, num_envs=2, seed=0, asynchronous=asynchronous, max_episode_steps=5,
-                           info_keys=["is_success"])
+    envs = make_vector_env(
+        CounterEnv, num_envs=2, seed=0, asynchronous=asynchronous, max_episode_steps=5, info_keys=["is_success"]
+    )
     try:
         envs.reset(seed=0)
         _, *_, info = envs.step(np.zeros((2, 1), np.float32))

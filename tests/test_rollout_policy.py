@@ -15,8 +15,14 @@ ACTION_SPACE = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
 def trained_looking_model(activation: str, normalize_obs: bool = True) -> MLPActorCritic:
     """A model with non-trivial weights, log-std and normaliser statistics."""
     torch.manual_seed(0)
-    model = MLPActorCritic(OBS_SPACE, ACTION_SPACE, hidden_sizes=(16, 8), activation=activation,
-                           init_log_std=-0.3, normalize_obs=normalize_obs)
+    model = MLPActorCritic(
+        OBS_SPACE,
+        ACTION_SPACE,
+        hidden_sizes=(16, 8),
+        activation=activation,
+        init_log_std=-0.3,
+        normalize_obs=normalize_obs,
+    )
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.3 * torch.randn_like(p))
@@ -37,11 +43,17 @@ def test_numpy_snapshot_matches_model(activation, normalize_obs):
     np.testing.assert_allclose(value, ref_value.numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(policy.value(obs), ref_value.numpy(), rtol=1e-5, atol=1e-5)
     # log-prob of the sampled action under the model's distribution
-    np.testing.assert_allclose(log_prob, model.distribution(torch.as_tensor(obs)).log_prob(
-        torch.as_tensor(action)).detach().numpy(), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(
+        log_prob,
+        model.distribution(torch.as_tensor(obs)).log_prob(torch.as_tensor(action)).detach().numpy(),
+        rtol=1e-5,
+        atol=1e-4,
+    )
     assert action.dtype == log_prob.dtype == value.dtype == np.float32
     mean, _, _ = policy.act(obs, deterministic=True)
-    np.testing.assert_allclose(mean, model.act(torch.as_tensor(obs), deterministic=True)[0].numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        mean, model.act(torch.as_tensor(obs), deterministic=True)[0].numpy(), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_sampling_is_seeded_by_torch_and_has_the_policy_moments():

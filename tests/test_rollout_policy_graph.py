@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from test_gnn import graph_obs, make_model, random_nodes, stack
 
 from agents.rollout_policy import NumpyGraphPolicy
-from test_gnn import graph_obs, make_model, random_nodes, stack
 
 
 def numpy_obs(node_counts, slots=5, edge_slots=20, seed=0):
@@ -20,9 +20,17 @@ def reference(model, obs):
     return dist, value
 
 
-@pytest.mark.parametrize("options", [{}, {"shared_encoder": True}, {"actor_pooling": False},
-                                     {"activation": "tanh"}, {"normalize_obs": False},
-                                     {"edge_hidden_dim": 8}])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"shared_encoder": True},
+        {"actor_pooling": False},
+        {"activation": "tanh"},
+        {"normalize_obs": False},
+        {"edge_hidden_dim": 8},
+    ],
+)
 def test_numpy_snapshot_matches_model(options):
     model = make_model(max_nodes=5, **options)
     policy = model.rollout_policy()
@@ -33,8 +41,7 @@ def test_numpy_snapshot_matches_model(options):
     dist, ref_value = reference(model, obs)
     np.testing.assert_allclose(value, ref_value.numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(policy.value(obs), ref_value.numpy(), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(log_prob, dist.log_prob(torch.as_tensor(action)).detach().numpy(), rtol=1e-5,
-                               atol=1e-5)
+    np.testing.assert_allclose(log_prob, dist.log_prob(torch.as_tensor(action)).detach().numpy(), rtol=1e-5, atol=1e-5)
     mean, _, _ = policy.act(obs, deterministic=True)
     np.testing.assert_allclose(mean, dist.mean.numpy(), rtol=1e-5, atol=1e-5)
 

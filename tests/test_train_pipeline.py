@@ -38,26 +38,51 @@ needs_peg_env = pytest.mark.skipif(not HAS_PEG_ENV, reason="envs/peg_insertion.p
 
 # Fixed-length Pendulum episodes that fill exactly one rollout: every update ends on an episode
 # boundary, so a resumed run must reproduce the uninterrupted one exactly.
-PENDULUM = ["env=gym", "env.id=Pendulum-v1", "env.max_episode_steps=64", "model=mlp", "num_envs=2",
-            "rollout_steps=64", "progress_bar=false"]
+PENDULUM = [
+    "env=gym",
+    "env.id=Pendulum-v1",
+    "env.max_episode_steps=64",
+    "model=mlp",
+    "num_envs=2",
+    "rollout_steps=64",
+    "progress_bar=false",
+]
 FEW_EPOCHS = {"ppo": "agent.num_epochs=2", "trpo": "agent.critic_epochs=2"}
-PEG = ["env=peg_insertion", "env.kwargs.robot=floating", "env.max_episode_steps=16", "num_envs=2",
-       "rollout_steps=32", "total_steps=128", "agent.num_epochs=1", "progress_bar=false"]
+PEG = [
+    "env=peg_insertion",
+    "env.kwargs.robot=floating",
+    "env.max_episode_steps=16",
+    "num_envs=2",
+    "rollout_steps=32",
+    "total_steps=128",
+    "agent.num_epochs=1",
+    "progress_bar=false",
+]
 
 
 def offline_env() -> dict:
-    env = dict(os.environ, WANDB_SILENT="true", HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9",
-               http_proxy="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9", WANDB_BASE_URL="http://127.0.0.1:9")
+    env = dict(
+        os.environ,
+        WANDB_SILENT="true",
+        HTTP_PROXY="http://127.0.0.1:9",
+        HTTPS_PROXY="http://127.0.0.1:9",
+        http_proxy="http://127.0.0.1:9",
+        https_proxy="http://127.0.0.1:9",
+        WANDB_BASE_URL="http://127.0.0.1:9",
+    )
     for key in ("WANDB_MODE", "NO_PROXY", "no_proxy", "WANDB_API_KEY"):
         env.pop(key, None)
     return env
 
 
 def run(script: str, args: list, cwd: Path, expect_ok: bool = True, timeout: float = 180):
-    proc = subprocess.run([sys.executable, script, *args], cwd=cwd, env=offline_env(), capture_output=True,
-                          text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, script, *args], cwd=cwd, env=offline_env(), capture_output=True, text=True, timeout=timeout
+    )
     if expect_ok and proc.returncode != 0:
-        raise AssertionError(f"{script} {args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"{script} {args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     return proc
 
 
@@ -98,15 +123,18 @@ def compose_train(overrides: list, config_dir: str = CONFIGS):
         return compose(config_name="train", overrides=overrides)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["agent.lerning_rate=0.1"], "Key 'lerning_rate' not in 'PPOAgentConfig'"),
-    (["env.kwargs.clearence=0.001"], "Key 'clearence' not in 'PegInsertionConfig'"),
-    (["sed=1"], "Key 'sed' not in 'TrainConfig'"),
-    (["agent.learning_rate=fast"], "Value 'fast' of type 'str' could not be converted to Float"),
-    (["num_envs=two"], "Value 'two' of type 'str' could not be converted to Integer"),
-    (["agent=sac"], "Could not find 'agent/sac'"),
-    (["model=transformer"], "Could not find 'model/transformer'"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["agent.lerning_rate=0.1"], "Key 'lerning_rate' not in 'PPOAgentConfig'"),
+        (["env.kwargs.clearence=0.001"], "Key 'clearence' not in 'PegInsertionConfig'"),
+        (["sed=1"], "Key 'sed' not in 'TrainConfig'"),
+        (["agent.learning_rate=fast"], "Value 'fast' of type 'str' could not be converted to Float"),
+        (["num_envs=two"], "Value 'two' of type 'str' could not be converted to Integer"),
+        (["agent=sac"], "Could not find 'agent/sac'"),
+        (["model=transformer"], "Could not find 'model/transformer'"),
+    ],
+)
 def test_config_errors_name_the_problem(overrides, message):
     with pytest.raises(Exception) as error:
         compose_train(overrides)
@@ -122,8 +150,9 @@ def test_unknown_group_option_lists_only_real_options():
 
 def test_misspelled_key_in_a_yaml_file_fails(tmp_path):
     (tmp_path / "agent").mkdir()
-    (tmp_path / "agent" / "typo.yaml").write_text("defaults:\n  - /schema/agent/ppo@_here_\n  - _self_\n"
-                                                  "lerning_rate: 0.001\n")
+    (tmp_path / "agent" / "typo.yaml").write_text(
+        "defaults:\n  - /schema/agent/ppo@_here_\n  - _self_\nlerning_rate: 0.001\n"
+    )
     register_configs()
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
         with pytest.raises(Exception) as error:
@@ -160,13 +189,15 @@ def test_cli_bad_key_fails_before_creating_a_run_dir(tmp_path):
 def test_model_must_match_the_observation_space():
     box = gym.spaces.Box(-1, 1, (3,), np.float32)
     actions = gym.spaces.Box(-1, 1, (2,), np.float32)
-    graph = gym.spaces.Dict({
-        "nodes": gym.spaces.Box(-np.inf, np.inf, (2, 4), np.float32),
-        "node_mask": gym.spaces.Box(0, 1, (2,), np.float32),
-        "edge_index": gym.spaces.Box(0, 1, (2, 2), np.int64),
-        "edge_attr": gym.spaces.Box(-np.inf, np.inf, (2, 3), np.float32),
-        "edge_mask": gym.spaces.Box(0, 1, (2,), np.float32),
-    })
+    graph = gym.spaces.Dict(
+        {
+            "nodes": gym.spaces.Box(-np.inf, np.inf, (2, 4), np.float32),
+            "node_mask": gym.spaces.Box(0, 1, (2,), np.float32),
+            "edge_index": gym.spaces.Box(0, 1, (2, 2), np.int64),
+            "edge_attr": gym.spaces.Box(-np.inf, np.inf, (2, 3), np.float32),
+            "edge_mask": gym.spaces.Box(0, 1, (2,), np.float32),
+        }
+    )
     with pytest.raises(ValueError, match="model=gnn needs graph"):
         build_model(compose_train(["model=gnn"]).model, box, actions)
     with pytest.raises(ValueError, match="model=mlp needs flat"):
@@ -204,8 +235,9 @@ def test_each_update_sees_the_observation_statistics_that_acted(tmp_path, monkey
         return original_update(self, buffer, progress)
 
     monkeypatch.setattr(algorithm_class, "update", spying_update)
-    cfg = compose_train([*PENDULUM, f"agent={agent}", "total_steps=512", "async_envs=false",
-                         "logger.wandb.mode=disabled"])
+    cfg = compose_train(
+        [*PENDULUM, f"agent={agent}", "total_steps=512", "async_envs=false", "logger.wandb.mode=disabled"]
+    )
     trainer.train(cfg, tmp_path / "run")
     assert [count for count, _ in seen] == [0.0, 128.0, 256.0, 384.0]  # rollouts merged before update k: k - 1
     assert max(gap for _, gap in seen) < 1e-4  # the stored log-probs are the acting policy's, under these stats
@@ -243,9 +275,19 @@ def test_checkpoint_round_trip_gives_identical_actions(tmp_path):
     model, obs_space, action_space = _pendulum_model()
     model.update_normalizer(torch.randn(256, 3) * 3 + 1)  # non-trivial normaliser buffers
     algorithm = PPO(model, PPOConfig())
-    path = ckpt.save_checkpoint(tmp_path / "checkpoints" / "latest.pt", model=model, algorithm=algorithm,
-                                global_step=1234, updates=7, best_metric=0.5, run_id="abc", config={"seed": 0},
-                                observation_space=obs_space, action_space=action_space, trainer={"x": [1, 2]})
+    path = ckpt.save_checkpoint(
+        tmp_path / "checkpoints" / "latest.pt",
+        model=model,
+        algorithm=algorithm,
+        global_step=1234,
+        updates=7,
+        best_metric=0.5,
+        run_id="abc",
+        config={"seed": 0},
+        observation_space=obs_space,
+        action_space=action_space,
+        trainer={"x": [1, 2]},
+    )
     assert [p.name for p in path.parent.iterdir()] == ["latest.pt"]  # no temporary file left behind
 
     loaded = ckpt.load_checkpoint(path)
@@ -265,9 +307,18 @@ def test_checkpoint_round_trip_gives_identical_actions(tmp_path):
 
 def test_incompatible_checkpoints_fail_clearly(tmp_path):
     model, obs_space, action_space = _pendulum_model()
-    path = ckpt.save_checkpoint(tmp_path / "c.pt", model=model, algorithm=PPO(model, PPOConfig()), global_step=0,
-                                updates=0, best_metric=None, run_id=None, config={},
-                                observation_space=obs_space, action_space=action_space)
+    path = ckpt.save_checkpoint(
+        tmp_path / "c.pt",
+        model=model,
+        algorithm=PPO(model, PPOConfig()),
+        global_step=0,
+        updates=0,
+        best_metric=None,
+        run_id=None,
+        config={},
+        observation_space=obs_space,
+        action_space=action_space,
+    )
     loaded = ckpt.load_checkpoint(path)
     bigger, _, _ = _pendulum_model(hidden=(32, 32))
     with pytest.raises(ckpt.CheckpointError, match=rf"{path}.*does not match the model.*shape mismatches"):
@@ -304,11 +355,24 @@ def test_csv_logger_adds_columns_and_drops_rows_after_resume_step(tmp_path):
 @pytest.mark.parametrize("agent", ["ppo", "trpo"])
 def test_train_and_evaluate_pendulum(tmp_path, agent):
     run_dir = tmp_path / "run"
-    train(run_dir, *PENDULUM, f"agent={agent}", FEW_EPOCHS[agent], "total_steps=256", "checkpoint_every=1",
-          "eval.every=1", "eval.episodes=1")
+    train(
+        run_dir,
+        *PENDULUM,
+        f"agent={agent}",
+        FEW_EPOCHS[agent],
+        "total_steps=256",
+        "checkpoint_every=1",
+        "eval.every=1",
+        "eval.episodes=1",
+    )
 
-    for path in (".hydra/config.yaml", ".hydra/overrides.yaml", "checkpoints/latest.pt", "checkpoints/best.pt",
-                 "metrics.csv"):
+    for path in (
+        ".hydra/config.yaml",
+        ".hydra/overrides.yaml",
+        "checkpoints/latest.pt",
+        "checkpoints/best.pt",
+        "metrics.csv",
+    ):
         assert (run_dir / path).is_file(), path
     assert list((run_dir / "tb").glob("events.out.tfevents.*"))
     latest = load(run_dir)
@@ -325,8 +389,13 @@ def test_train_and_evaluate_pendulum(tmp_path, agent):
     assert summary["episodes"] == 3 and summary["success_rate"] is None  # Pendulum reports no success
     assert summary["checkpoint"].endswith("checkpoints/latest.pt")
     assert Path(summary["results"]).is_file() and Path(summary["results"]).is_relative_to(run_dir / "eval")
-    again = evaluate(tmp_path, f"checkpoint={run_dir}/checkpoints/latest.pt", "episodes=3", "seed=5",
-                     f"output={tmp_path / 'eval.json'}")
+    again = evaluate(
+        tmp_path,
+        f"checkpoint={run_dir}/checkpoints/latest.pt",
+        "episodes=3",
+        "seed=5",
+        f"output={tmp_path / 'eval.json'}",
+    )
     assert again["mean_return"] == summary["mean_return"]  # same seed, frozen normaliser: same episodes
     assert json.loads((tmp_path / "eval.json").read_text())["episodes"] == 3
 
@@ -337,8 +406,13 @@ def test_killed_run_resumes_exactly_like_an_uninterrupted_one(tmp_path):
     train(reference, *common)
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, TRAIN, *common, f"hydra.run.dir={killed}"], cwd=tmp_path,
-                            env=offline_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, TRAIN, *common, f"hydra.run.dir={killed}"],
+        cwd=tmp_path,
+        env=offline_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 120
         while not (killed / "checkpoints" / "latest.pt").exists() and time.time() < deadline:
@@ -368,9 +442,22 @@ def test_killed_run_resumes_exactly_like_an_uninterrupted_one(tmp_path):
 
 def test_sigterm_writes_a_checkpoint_and_exits(tmp_path):
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, TRAIN, *PENDULUM, "total_steps=1000000", "checkpoint_every=1",
-                             "logger.wandb.mode=disabled", f"hydra.run.dir={run_dir}"], cwd=tmp_path,
-                            env=offline_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            TRAIN,
+            *PENDULUM,
+            "total_steps=1000000",
+            "checkpoint_every=1",
+            "logger.wandb.mode=disabled",
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=tmp_path,
+        env=offline_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.time() + 120
         while not (run_dir / "checkpoints" / "latest.pt").exists() and time.time() < deadline:
@@ -406,8 +493,20 @@ def test_multirun_gives_each_seed_its_own_run_and_wandb_run(tmp_path):
 
 
 def test_parallel_multirun_with_joblib_launcher(tmp_path):
-    run(TRAIN, ["-m", "seed=3,4", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *PENDULUM, "total_steps=128",
-                "progress_bar=false", f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path)
+    run(
+        TRAIN,
+        [
+            "-m",
+            "seed=3,4",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            *PENDULUM,
+            "total_steps=128",
+            "progress_bar=false",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        ],
+        tmp_path,
+    )
     for job, seed in (("0", 3), ("1", 4)):
         saved = load(tmp_path / "sweep" / job)
         assert saved["config"]["seed"] == seed and saved["global_step"] == 128
@@ -431,9 +530,17 @@ def test_train_and_evaluate_peg_insertion(tmp_path, model):
         assert all(p > 0 for p in parts) and float(row["time/other_s"]) >= 0
 
     video_format = "mp4" if model == "gnn" else "gif"
-    summary = evaluate(tmp_path, f"checkpoint={run_dir}", "episodes=2", "deterministic=true", "seed=3",
-                       "env.kwargs.clearance=0.001", "video=true", "video_episodes=1",
-                       f"video_format={video_format}")
+    summary = evaluate(
+        tmp_path,
+        f"checkpoint={run_dir}",
+        "episodes=2",
+        "deterministic=true",
+        "seed=3",
+        "env.kwargs.clearance=0.001",
+        "video=true",
+        "video_episodes=1",
+        f"video_format={video_format}",
+    )
     assert 0.0 <= summary["success_rate"] <= 1.0
     low, high = summary["success_ci95"]
     assert 0.0 <= low <= summary["success_rate"] <= high <= 1.0

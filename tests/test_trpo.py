@@ -82,8 +82,9 @@ def random_rollout(model, obs_dim=4, action_dim=2, T=32, N=4, seed=0):
     for _ in range(T):
         obs = torch.randn(N, obs_dim, generator=g)
         action, log_prob, value = model.act(obs)
-        buffer.add(obs, action, log_prob, value, torch.randn(N, generator=g), torch.zeros(N), torch.zeros(N),
-                   torch.zeros(N))
+        buffer.add(
+            obs, action, log_prob, value, torch.randn(N, generator=g), torch.zeros(N), torch.zeros(N), torch.zeros(N)
+        )
     buffer.finish(torch.zeros(N))
     return buffer
 
@@ -124,8 +125,9 @@ def test_rejected_line_search_restores_parameters_bit_identically():
         obs = torch.randn(N, 3, dtype=torch.float64)
         with torch.no_grad():
             mean = policy.distribution(obs).mean
-        buffer.add(obs, mean, torch.zeros(N), torch.zeros(N), torch.ones(N), torch.zeros(N), torch.zeros(N),
-                   torch.zeros(N))
+        buffer.add(
+            obs, mean, torch.zeros(N), torch.zeros(N), torch.ones(N), torch.zeros(N), torch.zeros(N), torch.zeros(N)
+        )
     buffer.finish(torch.zeros(N))
     buffer.advantages.fill_(1.0)
     before = [p.detach().clone() for p in policy.actor_parameters()]

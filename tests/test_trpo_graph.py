@@ -38,8 +38,12 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 def graph_space(max_nodes=MAX_NODES):
     max_edges = max_nodes * (max_nodes - 1)
-    shapes = {"nodes": (max_nodes, NODE_DIM), "node_mask": (max_nodes,), "edge_attr": (max_edges, EDGE_DIM),
-              "edge_mask": (max_edges,)}
+    shapes = {
+        "nodes": (max_nodes, NODE_DIM),
+        "node_mask": (max_nodes,),
+        "edge_attr": (max_edges, EDGE_DIM),
+        "edge_mask": (max_edges,),
+    }
     spaces = {k: gym.spaces.Box(-np.inf, np.inf, shape, np.float32) for k, shape in shapes.items()}
     return gym.spaces.Dict({**spaces, "edge_index": gym.spaces.Box(0, max_nodes - 1, (2, max_edges), np.int64)})
 
@@ -55,15 +59,19 @@ def graph_obs(num_nodes, generator, max_nodes=MAX_NODES):
     nodes = torch.randn(num_nodes, NODE_DIM, generator=generator)
     pairs = [(i, j) for i in range(num_nodes) for j in range(num_nodes) if i != j]
     max_edges = max_nodes * (max_nodes - 1)
-    obs = {"nodes": torch.full((max_nodes, NODE_DIM), 55.0), "node_mask": torch.zeros(max_nodes),
-           "edge_index": torch.zeros(2, max_edges, dtype=torch.long),
-           "edge_attr": torch.full((max_edges, EDGE_DIM), -33.0), "edge_mask": torch.zeros(max_edges)}
+    obs = {
+        "nodes": torch.full((max_nodes, NODE_DIM), 55.0),
+        "node_mask": torch.zeros(max_nodes),
+        "edge_index": torch.zeros(2, max_edges, dtype=torch.long),
+        "edge_attr": torch.full((max_edges, EDGE_DIM), -33.0),
+        "edge_mask": torch.zeros(max_edges),
+    }
     obs["nodes"][:num_nodes], obs["node_mask"][:num_nodes] = nodes, 1.0
     if pairs:
         src, dst = torch.tensor(pairs).T
-        obs["edge_index"][:, :len(pairs)] = torch.stack([src, dst])
-        obs["edge_attr"][:len(pairs)] = nodes[dst, :3] - nodes[src, :3]
-        obs["edge_mask"][:len(pairs)] = 1.0
+        obs["edge_index"][:, : len(pairs)] = torch.stack([src, dst])
+        obs["edge_attr"][: len(pairs)] = nodes[dst, :3] - nodes[src, :3]
+        obs["edge_mask"][: len(pairs)] = 1.0
     return obs
 
 
@@ -111,8 +119,9 @@ def explicit_fisher(model, obs, log_std_factor=2.0, use_variance=True):
     j_mu = jacobian(dist.loc, params).double().view(b, a, -1)
     j_ls = jacobian(log_std, params).double().view(b, a, -1)
     inv_var = torch.exp(-2.0 * log_std.detach().double()) if use_variance else torch.ones(b, a, dtype=torch.float64)
-    return (torch.einsum("bap,ba,baq->pq", j_mu, inv_var, j_mu)
-            + log_std_factor * torch.einsum("bap,baq->pq", j_ls, j_ls)) / b
+    return (
+        torch.einsum("bap,ba,baq->pq", j_mu, inv_var, j_mu) + log_std_factor * torch.einsum("bap,baq->pq", j_ls, j_ls)
+    ) / b
 
 
 def relative_error(x, y):
@@ -140,9 +149,11 @@ def test_fisher_vector_product_matches_explicit_fisher_of_graph_model():
     assert int((eigenvalues > 1e-6 * eigenvalues.max()).sum()) > 3 * ACTION_DIM
 
     identity = torch.eye(num_params, dtype=torch.float64)
-    wrong = {"log-std factor 1": explicit_fisher(model, obs, log_std_factor=1.0),
-             "no 1/sigma^2": explicit_fisher(model, obs, use_variance=False),
-             "no damping": F - damping * identity}
+    wrong = {
+        "log-std factor 1": explicit_fisher(model, obs, log_std_factor=1.0),
+        "no 1/sigma^2": explicit_fisher(model, obs, use_variance=False),
+        "no damping": F - damping * identity,
+    }
     g = torch.Generator().manual_seed(2)
     products = []
     for _ in range(4):
@@ -166,8 +177,9 @@ def graph_rollout(model, T=16, N=4, seed=0):
     for t in range(T):
         obs = graph_batch([2 + (t + i) % 3 for i in range(N)], seed=seed * 1000 + t)
         action, log_prob, value = model.act(obs)
-        buffer.add(obs, action, log_prob, value, torch.randn(N, generator=g), torch.zeros(N), torch.zeros(N),
-                   torch.zeros(N))
+        buffer.add(
+            obs, action, log_prob, value, torch.randn(N, generator=g), torch.zeros(N), torch.zeros(N), torch.zeros(N)
+        )
     buffer.finish(torch.zeros(N))
     return buffer
 
