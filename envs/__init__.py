@@ -1,5 +1,11 @@
 """PyBullet insertion environments behind the Gymnasium API.
 
+Layout: ``base.py`` (``InsertionEnv``: simulator, robot, delta-pose action, step, state,
+rendering) runs a ``task.py`` ``Task`` (scene, start states, observation, reward, success);
+``peg_insertion.py`` is the peg-in-hole task. Shared pieces: ``scene.py`` (body builders),
+``keypoints.py`` (keypoint distances with symmetry), ``rewards.py`` (kernels), ``graph_obs.py``
+(named node features, graph/flat observations), ``robots.py``, ``sim.py``, ``config.py``.
+
 Importing this package registers:
 
 - ``GraphInsertion/PegInsertion-v0``: :class:`envs.peg_insertion.PegInsertionEnv`.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
@@ -63,12 +64,53 @@ class RandomizationConfig:
     observation_noise_std: float = 0.0  # metres / radians, added to node features
 
 
-@dataclass
-class PegInsertionConfig:
-    """Everything ``PegInsertionEnv`` accepts as keyword arguments."""
+# Upper bounds of the validated ranges, chosen as "clearly a mistake" rather than "unusual".
+MAX_TRANSLATION = 0.05  # m per step (5x the default): a bigger jump crosses a whole hole opening in one step
+MAX_ROTATION = math.pi / 4  # rad per step (9x the default): past that a step is no longer a small delta
+MAX_TIME_STEP = 0.02  # s (robots default to 1/400 and 1/500): coarser, mm-clearance contacts tunnel and explode
+MAX_COLLISION_MARGIN = 0.005  # m: a margin of more than a few mm leaves no room for mm clearances
+MAX_IMAGE_SIZE = 4096  # pixels per side of rendered frames
+MAX_HOLE_YAW_RANGE = math.pi  # rad: [-pi, pi] already covers every yaw
+MIN_KERNEL_B = -2.0  # exclusive: exp(ax) + b + exp(-ax) >= 2 + b must stay positive
 
-    robot: str = "panda"  # "panda" (Franka arm, IK-driven) or "floating" (peg moved by a constraint)
+
+@dataclass
+class TaskConfig:
+    """What every insertion task shares: robot, actions, keypoints, success, termination, reward, sim.
+
+    A task's config subclasses it and adds its own fields; the task's validate function calls
+    ``validate_task_config`` for these.
+    """
+
+    robot: str = "panda"  # "panda" (Franka arm, IK-driven) or "floating" (object moved by a constraint)
     obs_mode: str = "graph"  # "graph" (Dict of node/edge arrays) or "flat" (Box)
+
+    # Delta end-effector pose actions in [-1, 1]^6 scaled by these.
+    max_translation: float = 0.01  # metres per step
+    max_rotation: float = math.radians(5.0)  # radians per step (roll/pitch/yaw deltas)
+    action_mask: List[int] = field(default_factory=lambda: [1, 1, 1, 1, 1, 1])  # active DoFs: x y z roll pitch yaw
+
+    # Keypoints along the held object's axis, compared with the same keypoints at the goal pose.
+    num_keypoints: int = 3
+    keypoint_spacing: float = 0.03  # metres between consecutive keypoints, from the tip upward
+
+    # Success: peg axis within lateral_tolerance of the hole axis and tip within depth_tolerance of the bottom.
+    success_lateral_tolerance: float = 0.003
+    success_depth_tolerance: float = 0.005
+    terminate_on_success: bool = True
+    # Off by default: with rewards <= 0 (reward.relative_to_goal), ending the episode by leaving
+    # the workspace would be a way to stop paying, which policies learn quickly.
+    terminate_out_of_workspace: bool = False
+    workspace_radius: float = 0.25  # metres from the hole top; leaving it ends the episode (if enabled)
+
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    randomization: RandomizationConfig = field(default_factory=RandomizationConfig)
+    sim: SimConfig = field(default_factory=SimConfig)
+
+
+@dataclass
+class PegInsertionConfig(TaskConfig):
+    """Everything ``PegInsertionEnv`` accepts as keyword arguments: ``TaskConfig`` plus the peg and hole."""
 
     # Peg and hole geometry (metres).
     peg_shape: str = "cylinder"  # "cylinder" or "box" (square prism)
@@ -89,27 +131,49 @@ class PegInsertionConfig:
     start_low: List[float] = field(default_factory=lambda: [-0.04, -0.04, 0.03, -0.15, -0.15, -0.3])
     start_high: List[float] = field(default_factory=lambda: [0.04, 0.04, 0.08, 0.15, 0.15, 0.3])
 
-    # Delta end-effector pose actions in [-1, 1]^6 scaled by these.
-    max_translation: float = 0.01  # metres per step
-    max_rotation: float = math.radians(5.0)  # radians per step (roll/pitch/yaw deltas)
-    action_mask: List[int] = field(default_factory=lambda: [1, 1, 1, 1, 1, 1])  # active DoFs: x y z roll pitch yaw
 
-    # Keypoints along the peg axis, compared with the same keypoints at the goal pose.
-    num_keypoints: int = 3
-    keypoint_spacing: float = 0.03  # metres between consecutive keypoints, from the tip upward
+# ------------------------------------------------------------------ checks
+# Each raises ValueError naming the field (dotted path) and the value it got. Bools are neither
+# numbers nor integers here, so ``terminate_on_success=1`` and ``sim.substeps=True`` both fail.
 
-    # Success: peg axis within lateral_tolerance of the hole axis and tip within depth_tolerance of the bottom.
-    success_lateral_tolerance: float = 0.003
-    success_depth_tolerance: float = 0.005
-    terminate_on_success: bool = True
-    # Off by default: with rewards <= 0 (reward.relative_to_goal), ending the episode by leaving
-    # the workspace would be a way to stop paying, which policies learn quickly.
-    terminate_out_of_workspace: bool = False
-    workspace_radius: float = 0.25  # metres from the hole top; leaving it ends the episode (if enabled)
 
-    reward: RewardConfig = field(default_factory=RewardConfig)
-    randomization: RandomizationConfig = field(default_factory=RandomizationConfig)
-    sim: SimConfig = field(default_factory=SimConfig)
+def _fail(name: str, requirement: str, value: Any) -> None:
+    raise ValueError(f"{name} must be {requirement}, got {value!r}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_list(value: Any) -> bool:
+    return isinstance(value, (list, tuple))
+
+
+def _finite(name: str, value: Any, low: float = -math.inf, high: float = math.inf, low_open: bool = False) -> None:
+    """A finite real number in [low, high], or (low, high] if ``low_open``."""
+    is_number = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not (is_number and (value > low if low_open else value >= low) and value <= high):
+        left = "(" if low_open or low == -math.inf else "["
+        right = "]" if high < math.inf else ")"
+        _fail(name, f"a finite number in {left}{low:g}, {high:g}{right}", value)
+
+
+def _positive(name: str, value: Any, high: float = math.inf) -> None:
+    _finite(name, value, 0.0, high, low_open=True)
+
+
+def _non_negative(name: str, value: Any, high: float = math.inf) -> None:
+    _finite(name, value, 0.0, high)
+
+
+def _int_at_least(name: str, value: Any, low: int, high: Optional[int] = None) -> None:
+    if not (_is_int(value) and value >= low and (high is None or value <= high)):
+        _fail(name, f"an integer >= {low}" + (f" and <= {high}" if high is not None else ""), value)
+
+
+def _bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        _fail(name, "true or false", value)
 
 
 def _choice(name: str, value: Any, allowed: tuple) -> None:
@@ -117,79 +181,121 @@ def _choice(name: str, value: Any, allowed: tuple) -> None:
         raise ValueError(f"{name}={value!r} is not one of {list(allowed)}")
 
 
-def _positive(name: str, value: float) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+def _finite_list(name: str, value: Any, length: int, low: float = -math.inf, low_open: bool = False) -> None:
+    """A list of ``length`` finite numbers, each checked like ``_finite(..., low, low_open=low_open)``."""
+    if not (_is_list(value) and len(value) == length):
+        _fail(name, f"a list of {length} numbers", value)
+    for i, entry in enumerate(value):
+        _finite(f"{name}[{i}]", entry, low, low_open=low_open)
 
 
-def _pair(name: str, value: List[float]) -> None:
-    if len(value) != 2 or not value[0] <= value[1]:
-        raise ValueError(f"{name} must be [low, high] with low <= high, got {list(value)!r}")
+def _low_high(low_name: str, low: Any, high_name: str, high: Any, length: int) -> None:
+    """Two lists of ``length`` finite numbers, ``low <= high`` element-wise (the bounds of a uniform draw)."""
+    _finite_list(low_name, low, length)
+    _finite_list(high_name, high, length)
+    if any(lo > hi for lo, hi in zip(low, high)):
+        raise ValueError(f"{low_name} must be <= {high_name} element-wise, got {list(low)!r} and {list(high)!r}")
+
+
+def _range(name: str, value: Any, low: float = -math.inf, low_open: bool = False) -> None:
+    """A [low, high] pair of finite numbers with low <= high, both above ``low``."""
+    _finite_list(name, value, 2, low, low_open)
+    if value[0] > value[1]:
+        _fail(name, "[low, high] with low <= high", value)
+
+
+def _section(config: Any, name: str, cls: type) -> Any:
+    """The nested config ``name``, which must be a ``cls`` (a dict here means it bypassed ``build_config``)."""
+    value = getattr(config, name)
+    if not isinstance(value, cls):
+        _fail(name, f"a {cls.__name__}", value)
+    return value
+
+
+def _validate_reward(reward: RewardConfig) -> None:
+    _choice("reward.kernel", reward.kernel, REWARD_KERNELS)
+    params = reward.kernel_params
+    if not (_is_list(params) and params):
+        _fail("reward.kernel_params", "a non-empty list of [a, b] pairs", params)
+    for i, pair in enumerate(params):
+        _finite_list(f"reward.kernel_params[{i}]", pair, 2)
+        if not (pair[0] > 0 and pair[1] > MIN_KERNEL_B):
+            _fail(f"reward.kernel_params[{i}]", "[a, b] with a > 0 and b > -2 (so exp(ax) + b + exp(-ax) > 0)", pair)
+    _non_negative("reward.linear_scale", reward.linear_scale)
+    _bool("reward.relative_to_goal", reward.relative_to_goal)
+    for name in ("success_bonus", "action_penalty", "contact_force_penalty"):
+        _non_negative(f"reward.{name}", getattr(reward, name))
+
+
+def _validate_randomization(rand: RandomizationConfig) -> None:
+    _range("randomization.friction_range", rand.friction_range, 0.0)
+    _range("randomization.clearance_range", rand.clearance_range, 0.0)
+    if rand.clearance_range[1] > 0 and rand.clearance_range[0] <= 0:
+        _fail("randomization.clearance_range", "[0, 0] (off) or two positive numbers", rand.clearance_range)
+    _range("randomization.peg_size_scale_range", rand.peg_size_scale_range, 0.0, low_open=True)
+    _non_negative("randomization.observation_noise_std", rand.observation_noise_std)
+
+
+def _validate_sim(sim: SimConfig) -> None:
+    if sim.time_step is not None:
+        _positive("sim.time_step", sim.time_step, MAX_TIME_STEP)
+    if sim.substeps is not None:
+        _int_at_least("sim.substeps", sim.substeps, 1)
+    _int_at_least("sim.solver_iterations", sim.solver_iterations, 1)
+    _non_negative("sim.collision_margin", sim.collision_margin, MAX_COLLISION_MARGIN)
+    if (sim.contact_stiffness is None) != (sim.contact_damping is None):
+        raise ValueError("sim.contact_stiffness and sim.contact_damping must be set together (or both None)")
+    if sim.contact_stiffness is not None:
+        _positive("sim.contact_stiffness", sim.contact_stiffness)
+        _non_negative("sim.contact_damping", sim.contact_damping)
+    _choice("sim.renderer", sim.renderer, RENDERERS)
+    _int_at_least("sim.image_width", sim.image_width, 1, MAX_IMAGE_SIZE)
+    _int_at_least("sim.image_height", sim.image_height, 1, MAX_IMAGE_SIZE)
+
+
+def validate_task_config(config: TaskConfig) -> TaskConfig:
+    """Check the ``TaskConfig`` fields; raise ``ValueError`` naming the first bad one, else return ``config``."""
+    _choice("robot", config.robot, ROBOTS)
+    _choice("obs_mode", config.obs_mode, OBS_MODES)
+    _positive("max_translation", config.max_translation, MAX_TRANSLATION)
+    _positive("max_rotation", config.max_rotation, MAX_ROTATION)
+    mask = config.action_mask
+    if not (_is_list(mask) and len(mask) == 6 and all(_is_int(m) and m in (0, 1) for m in mask) and any(mask)):
+        _fail("action_mask", "six 0/1 integers (x y z roll pitch yaw) with at least one 1", mask)
+    _int_at_least("num_keypoints", config.num_keypoints, 1)
+    for name in ("keypoint_spacing", "success_lateral_tolerance", "success_depth_tolerance", "workspace_radius"):
+        _positive(name, getattr(config, name))
+    _bool("terminate_on_success", config.terminate_on_success)
+    _bool("terminate_out_of_workspace", config.terminate_out_of_workspace)
+    _validate_reward(_section(config, "reward", RewardConfig))
+    _validate_randomization(_section(config, "randomization", RandomizationConfig))
+    _validate_sim(_section(config, "sim", SimConfig))
+    return config
 
 
 def validate(config: PegInsertionConfig) -> PegInsertionConfig:
-    """Raise ``ValueError`` naming the first bad field; return the config unchanged otherwise."""
-    _choice("robot", config.robot, ROBOTS)
-    _choice("obs_mode", config.obs_mode, OBS_MODES)
+    """Check a peg-insertion config (the task fields, then the peg and hole); raise or return ``config``."""
+    validate_task_config(config)
     _choice("peg_shape", config.peg_shape, PEG_SHAPES)
-    _choice("reward.kernel", config.reward.kernel, REWARD_KERNELS)
-    _choice("sim.renderer", config.sim.renderer, RENDERERS)
-    for name in (
-        "peg_radius",
-        "peg_length",
-        "clearance",
-        "hole_depth",
-        "hole_wall_thickness",
-        "max_translation",
-        "max_rotation",
-        "keypoint_spacing",
-        "success_lateral_tolerance",
-        "success_depth_tolerance",
-        "workspace_radius",
-    ):
+    for name in ("peg_radius", "peg_length", "clearance", "hole_depth", "hole_wall_thickness"):
         _positive(name, getattr(config, name))
-    if config.hole_depth >= config.peg_length:
-        raise ValueError(f"hole_depth ({config.hole_depth}) must be smaller than peg_length ({config.peg_length})")
-    if config.num_keypoints < 1:
-        raise ValueError(f"num_keypoints must be >= 1, got {config.num_keypoints}")
-    if (config.num_keypoints - 1) * config.keypoint_spacing > config.peg_length:
-        raise ValueError("num_keypoints * keypoint_spacing does not fit on the peg (peg_length)")
-    if len(config.action_mask) != 6 or any(m not in (0, 1) for m in config.action_mask) or not any(config.action_mask):
-        raise ValueError(f"action_mask must be six 0/1 flags with at least one 1, got {list(config.action_mask)!r}")
-    for name in ("hole_xy_low", "hole_xy_high"):
-        if len(getattr(config, name)) != 2:
-            raise ValueError(f"{name} must have 2 entries (x, y)")
-    for name in ("start_low", "start_high"):
-        if len(getattr(config, name)) != 6:
-            raise ValueError(f"{name} must have 6 entries (x, y, z, roll, pitch, yaw)")
-    if any(lo > hi for lo, hi in zip(config.start_low, config.start_high)):
-        raise ValueError("start_low must be <= start_high element-wise")
-    if any(lo > hi for lo, hi in zip(config.hole_xy_low, config.hole_xy_high)):
-        raise ValueError("hole_xy_low must be <= hole_xy_high element-wise")
-    if config.hole_yaw_range < 0:
-        raise ValueError("hole_yaw_range must be >= 0")
-    for pair in config.reward.kernel_params:
-        if len(pair) != 2:
-            raise ValueError(f"reward.kernel_params entries must be [a, b] pairs, got {pair!r}")
-    rand = config.randomization
-    _pair("randomization.friction_range", rand.friction_range)
-    _pair("randomization.clearance_range", rand.clearance_range)
-    _pair("randomization.peg_size_scale_range", rand.peg_size_scale_range)
-    if rand.clearance_range[1] > 0 and rand.clearance_range[0] <= 0:
-        raise ValueError("randomization.clearance_range must be positive when enabled")
-    if rand.observation_noise_std < 0:
-        raise ValueError("randomization.observation_noise_std must be >= 0")
-    sim = config.sim
-    if sim.time_step is not None:
-        _positive("sim.time_step", sim.time_step)
-    if sim.substeps is not None and sim.substeps < 1:
-        raise ValueError(f"sim.substeps must be >= 1, got {sim.substeps}")
-    if sim.solver_iterations < 1:
-        raise ValueError("sim.solver_iterations must be >= 1")
-    if sim.collision_margin < 0:
-        raise ValueError("sim.collision_margin must be >= 0")
-    if (sim.contact_stiffness is None) != (sim.contact_damping is None):
-        raise ValueError("sim.contact_stiffness and sim.contact_damping must be set together")
+    _low_high("hole_xy_low", config.hole_xy_low, "hole_xy_high", config.hole_xy_high, 2)
+    _non_negative("hole_yaw_range", config.hole_yaw_range, MAX_HOLE_YAW_RANGE)
+    _low_high("start_low", config.start_low, "start_high", config.start_high, 6)
+    # Size randomization scales the peg, not the hole or the keypoint spacing: check the shortest peg.
+    scale = config.randomization.peg_size_scale_range[0]
+    shortest = config.peg_length * scale
+    if config.hole_depth >= shortest:
+        raise ValueError(
+            f"hole_depth ({config.hole_depth}) must be smaller than the shortest peg: "
+            f"peg_length ({config.peg_length}) * randomization.peg_size_scale_range[0] ({scale})"
+        )
+    span = (config.num_keypoints - 1) * config.keypoint_spacing
+    if span > shortest:
+        raise ValueError(
+            f"num_keypoints ({config.num_keypoints}) at keypoint_spacing ({config.keypoint_spacing}) span {span:g} m, "
+            f"more than the shortest peg ({shortest:g} m = peg_length * randomization.peg_size_scale_range[0])"
+        )
     return config
 
 

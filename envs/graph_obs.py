@@ -4,14 +4,15 @@ All quantities are expressed in the task frame (the hole frame: origin at the
 centre of the hole's top opening, +z out of the hole), so a policy does not
 depend on where the hole happens to be in the world.
 
-Node features, in order (``node_feature_names`` lists them):
+Node features, in order. ``NodeLayout`` builds and reads rows by these names (tasks never index
+a row by position); ``NodeLayout.names()`` lists one name per column:
 
 | slice | name | meaning |
 |---|---|---|
-| 0:3 | type | one-hot: controlled object (peg), goal/receptacle (hole), other object |
+| 0:3 | type | one-hot: held (controlled) object, goal/receptacle (hole), other object |
 | 3:6 | pos | object centre position (m) |
 | 6:12 | rot6d | first two columns of the object's rotation matrix (continuous, Zhou et al. 2019) |
-| 12:12+3K | keypoints | keypoint offsets to their goal positions (m); zero for objects without keypoints |
+| 12:12+3K | keypoints | keypoint offsets to the nearest symmetric goal pose (m, ``envs/keypoints.py``); else 0 |
 | next 3 | linvel | linear velocity (m/s) |
 | next 3 | angvel | angular velocity (rad/s) |
 | last 2 | size | peg: radius, length; hole: opening half-width, depth (m) |
@@ -36,16 +37,67 @@ EDGE_DIM = 4
 FEATURE_BOUND = 100.0
 
 
+class NodeLayout:
+    """The node feature row, by name: ``layout.slice("pos")``, ``layout.row(pos=..., size=...)``.
+
+    Tasks build their rows through ``row`` and read features through ``slice``, so no code
+    depends on where a feature sits; the order is the table above (``FEATURES``).
+    """
+
+    FEATURES = ("type", "pos", "rot6d", "keypoints", "linvel", "angvel", "size")
+    # The pose features (observation noise applies to them): position, orientation, keypoint offsets.
+    POSE = ("pos", "rot6d", "keypoints")
+
+    def __init__(self, num_keypoints: int):
+        widths = {
+            "type": NUM_TYPES,
+            "pos": 3,
+            "rot6d": 6,
+            "keypoints": 3 * num_keypoints,
+            "linvel": 3,
+            "angvel": 3,
+            "size": 2,
+        }
+        self.num_keypoints = num_keypoints
+        self.slices, start = {}, 0
+        for name in self.FEATURES:
+            self.slices[name] = slice(start, start + widths[name])
+            start += widths[name]
+        self.dim = start
+
+    def slice(self, name: str) -> slice:
+        try:
+            return self.slices[name]
+        except KeyError:
+            raise ValueError(f"unknown node feature {name!r}; features are {list(self.FEATURES)}") from None
+
+    def pose_span(self) -> slice:
+        """The contiguous span of the pose features (pos ... keypoints)."""
+        return slice(self.slices[self.POSE[0]].start, self.slices[self.POSE[-1]].stop)
+
+    def row(self, node_type: int, **features) -> np.ndarray:
+        """A float32 row: the one-hot ``node_type`` plus the named features (the others stay zero)."""
+        row = np.zeros(self.dim, np.float32)
+        row[self.slices["type"].start + node_type] = 1.0
+        for name, value in features.items():
+            row[self.slice(name)] = value
+        return row
+
+    def names(self) -> List[str]:
+        """One name per column, e.g. ``pos_x`` or ``keypoint1_z``."""
+        names = ["type_controlled", "type_receptacle", "type_other", "pos_x", "pos_y", "pos_z"]
+        names += [f"rot6d_{i}" for i in range(6)]
+        names += [f"keypoint{k}_{axis}" for k in range(self.num_keypoints) for axis in "xyz"]
+        names += ["linvel_x", "linvel_y", "linvel_z", "angvel_x", "angvel_y", "angvel_z", "size_0", "size_1"]
+        return names
+
+
 def node_dim(num_keypoints: int) -> int:
-    return NUM_TYPES + 3 + 6 + 3 * num_keypoints + 3 + 3 + 2
+    return NodeLayout(num_keypoints).dim
 
 
 def node_feature_names(num_keypoints: int) -> List[str]:
-    names = ["type_controlled", "type_receptacle", "type_other", "pos_x", "pos_y", "pos_z"]
-    names += [f"rot6d_{i}" for i in range(6)]
-    names += [f"keypoint{k}_{axis}" for k in range(num_keypoints) for axis in "xyz"]
-    names += ["linvel_x", "linvel_y", "linvel_z", "angvel_x", "angvel_y", "angvel_z", "size_0", "size_1"]
-    return names
+    return NodeLayout(num_keypoints).names()
 
 
 def fully_connected_edges(num_nodes: int) -> np.ndarray:
@@ -82,6 +134,7 @@ class GraphBuilder:
     def __init__(self, max_nodes: int, num_keypoints: int):
         self.max_nodes = max_nodes
         self.node_dim = node_dim(num_keypoints)
+        self._position = NodeLayout(num_keypoints).slice("pos")
         self.max_edges = max_nodes * (max_nodes - 1)
         self._num_nodes = -1
 
@@ -109,7 +162,7 @@ class GraphBuilder:
         else:
             padded = np.zeros((self.max_nodes, self.node_dim), np.float32)
             padded[:num_nodes] = nodes
-        positions = nodes[:, 3:6]
+        positions = nodes[:, self._position]
         relative = positions[self._targets] - positions[self._sources]
         edge_attr = np.zeros((self.max_edges, EDGE_DIM), np.float32)
         edge_attr[: self._num_edges, :3] = relative

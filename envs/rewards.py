@@ -1,8 +1,11 @@
 """Keypoint rewards.
 
-The distance between the peg's keypoints and the same keypoints at the goal
-pose measures position *and* axis alignment with one number in metres, so it
-needs no weighting between translation and rotation errors.
+The distance between an object's keypoints and the same keypoints at its goal
+pose (``envs/keypoints.py``) measures position *and* orientation with one number
+in metres, so it needs no weighting between translation and rotation errors.
+A task passes one distance per object and a weight per object (e.g. the held
+object against the others in an arrangement); the keypoint term is the
+weighted mean of the kernel over the objects.
 """
 
 from __future__ import annotations
@@ -45,11 +48,27 @@ class KeypointReward:
             return multiscale_kernel(distance, self.config.kernel_params) - self._goal_value
         return linear_kernel(distance, self.config.linear_scale)  # already zero at the goal
 
-    def terms(self, distance: float, success: bool, action: np.ndarray, contact_force: float) -> Dict[str, float]:
-        """Every reward term separately; the reward is their sum."""
+    def keypoint_term(self, distances: Sequence[float], weights: Sequence[float]) -> float:
+        """Weighted mean of the kernel over objects: sum_i w_i kernel(d_i) / sum_i w_i."""
+        if len(distances) != len(weights):
+            raise ValueError(f"{len(distances)} keypoint distances but {len(weights)} weights")
+        total = sum(weights)
+        if not total > 0:
+            raise ValueError(f"keypoint weights must sum to a positive number, got {list(weights)}")
+        return sum(w * self.kernel(d) for d, w in zip(distances, weights)) / total
+
+    def terms(
+        self,
+        distances: Sequence[float],
+        weights: Sequence[float],
+        success: bool,
+        action: np.ndarray,
+        contact_force: float,
+    ) -> Dict[str, float]:
+        """Every reward term separately; the reward is their sum. ``distances``/``weights``: one per object."""
         config = self.config
         return {
-            "keypoint": self.kernel(distance),
+            "keypoint": self.keypoint_term(distances, weights),
             "success_bonus": config.success_bonus if success else 0.0,
             "action_penalty": -config.action_penalty * float(np.dot(action, action)),
             "contact_penalty": -config.contact_force_penalty * contact_force,

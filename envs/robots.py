@@ -1,15 +1,15 @@
-"""Robots that hold and move the peg.
+"""Robots that hold and move an object (a peg, a box to insert).
 
 Both robots expose the same interface, so tasks never know which one runs:
 
-- ``build(peg)``: create the robot and the peg it holds (``peg_body``, ``peg_link``);
-- ``reset(pos, quat)``: teleport so the peg is at the given pose, at rest;
-- ``command(pos, quat, current=None)``: target pose of the peg for the next physics
-  steps (``current``: the measured peg pose, if the caller already has it);
-- ``peg_pose()`` / ``peg_state()``: the measured state of the peg, which is
+- ``build(held)``: create the robot and the object it holds (``held_body``, ``held_link``);
+- ``reset(pos, quat)``: teleport so the held object is at the given pose, at rest;
+- ``command(pos, quat, current=None)``: target pose of the held object for the next physics
+  steps (``current``: its measured pose, if the caller already has it);
+- ``held_pose()`` / ``held_state()``: the measured state of the held object, which is
   the end effector we control.
 
-The peg frame sits at the peg's centre with +z along the peg axis, pointing
+The held object's frame sits at its centre with +z along its long axis, pointing
 away from the tip. Each robot states its default physics time step and
 substeps per action (``SimConfig`` overrides them).
 """
@@ -30,11 +30,11 @@ from envs.geometry import quat_conjugate, quat_multiply, rotation_vector
 from envs.sim import Simulator
 
 Pose = Tuple[Sequence[float], Sequence[float]]  # (xyz, quaternion xyzw)
-PEG_COLOR = [0.85, 0.45, 0.1, 1.0]
+HELD_COLOR = [0.85, 0.45, 0.1, 1.0]
 
 
 @dataclass(frozen=True)
-class PegSpec:
+class HeldObjectSpec:
     shape: str  # "cylinder" or "box"
     radius: float  # cylinder radius or half side of the square prism
     length: float
@@ -42,51 +42,51 @@ class PegSpec:
 
 
 class FloatingRobot:
-    """The peg alone, pulled to its target pose by a fixed constraint (no arm).
+    """The held object alone, pulled to its target pose by a fixed constraint (no arm).
 
     Cheap to simulate, so it is the robot for fast experiments.
     """
 
     name = "floating"
-    # Contacts between the constrained peg and the rim need a short physics step: at 10 ms
-    # the rim twists the peg by tens of degrees; at 2.5 ms it is held (tests/test_peg_insertion_env.py).
+    # Contacts between the constrained object and a rim need a short physics step: at 10 ms
+    # the rim twists a peg by tens of degrees; at 2.5 ms it is held (tests/test_peg_insertion_env.py).
     default_time_step = 1.0 / 400.0
     default_substeps = 10
-    max_force = 200.0  # N: the constraint can push the peg this hard into contact
+    max_force = 200.0  # N: the constraint can push the object this hard into contact
 
     def __init__(self, sim: Simulator):
         self.sim = sim
-        self.peg_body, self.peg_link = -1, -1
+        self.held_body, self.held_link = -1, -1
         self.constraint_id = -1
         self._target: Pose = ((0.0, 0.0, 0.0), (0.0, 0.0, 0.0, 1.0))
 
-    def build(self, peg: PegSpec) -> None:
+    def build(self, held: HeldObjectSpec) -> None:
         client = self.sim.client
-        if peg.shape == "cylinder":
-            collision = client.createCollisionShape(pybullet.GEOM_CYLINDER, radius=peg.radius, height=peg.length)
+        if held.shape == "cylinder":
+            collision = client.createCollisionShape(pybullet.GEOM_CYLINDER, radius=held.radius, height=held.length)
             visual = client.createVisualShape(
-                pybullet.GEOM_CYLINDER, radius=peg.radius, length=peg.length, rgbaColor=PEG_COLOR
+                pybullet.GEOM_CYLINDER, radius=held.radius, length=held.length, rgbaColor=HELD_COLOR
             )
         else:
-            extents = [peg.radius, peg.radius, peg.length / 2]
+            extents = [held.radius, held.radius, held.length / 2]
             collision = client.createCollisionShape(pybullet.GEOM_BOX, halfExtents=extents)
-            visual = client.createVisualShape(pybullet.GEOM_BOX, halfExtents=extents, rgbaColor=PEG_COLOR)
-        self.peg_body = self.sim.add_body(
-            "peg",
+            visual = client.createVisualShape(pybullet.GEOM_BOX, halfExtents=extents, rgbaColor=HELD_COLOR)
+        self.held_body = self.sim.add_body(
+            "held_object",
             client.createMultiBody(
-                baseMass=peg.mass,
+                baseMass=held.mass,
                 baseCollisionShapeIndex=collision,
                 baseVisualShapeIndex=visual,
                 basePosition=[0.5, 0.0, 0.3],
             ),
         )
         self.constraint_id = client.createConstraint(
-            self.peg_body, -1, -1, -1, pybullet.JOINT_FIXED, [0, 0, 0], [0, 0, 0], [0.5, 0.0, 0.3]
+            self.held_body, -1, -1, -1, pybullet.JOINT_FIXED, [0, 0, 0], [0, 0, 0], [0.5, 0.0, 0.3]
         )
 
     def reset(self, pos: Sequence[float], quat: Sequence[float]) -> None:
-        self.sim.client.resetBasePositionAndOrientation(self.peg_body, pos, quat)
-        self.sim.client.resetBaseVelocity(self.peg_body, [0, 0, 0], [0, 0, 0])
+        self.sim.client.resetBasePositionAndOrientation(self.held_body, pos, quat)
+        self.sim.client.resetBaseVelocity(self.held_body, [0, 0, 0], [0, 0, 0])
         self.command(pos, quat)
 
     def command(self, pos: Sequence[float], quat: Sequence[float], current: Optional[Pose] = None) -> None:
@@ -99,14 +99,14 @@ class FloatingRobot:
             physicsClientId=self.sim.id,
         )
 
-    def peg_pose(self) -> Pose:
-        return pybullet.getBasePositionAndOrientation(self.peg_body, physicsClientId=self.sim.id)
+    def held_pose(self) -> Pose:
+        return pybullet.getBasePositionAndOrientation(self.held_body, physicsClientId=self.sim.id)
 
-    def peg_state(self):
-        """(position, quaternion, linear velocity, angular velocity) of the peg."""
+    def held_state(self):
+        """(position, quaternion, linear velocity, angular velocity) of the held object."""
         client_id = self.sim.id
-        pos, quat = pybullet.getBasePositionAndOrientation(self.peg_body, physicsClientId=client_id)
-        linvel, angvel = pybullet.getBaseVelocity(self.peg_body, physicsClientId=client_id)
+        pos, quat = pybullet.getBasePositionAndOrientation(self.held_body, physicsClientId=client_id)
+        linvel, angvel = pybullet.getBaseVelocity(self.held_body, physicsClientId=client_id)
         return pos, quat, linvel, angvel
 
     def get_command_state(self):
@@ -117,14 +117,14 @@ class FloatingRobot:
 
 
 class PandaRobot:
-    """Franka Panda from ``pybullet_data`` with the peg as a rigid link of its hand.
+    """Franka Panda from ``pybullet_data`` with the held object as a rigid link of its hand.
 
-    The peg is written into a copy of ``panda.urdf`` as a link fixed below the
-    grasp point, and the finger joints become fixed: the peg is held perfectly
+    The held object is written into a copy of ``panda.urdf`` as a link fixed below the
+    grasp point, and the finger joints become fixed: the object is held perfectly
     rigidly without a contact-based grasp or an extra constraint, and the
-    multibody has only the 7 arm DoFs. Only the peg collides with the world.
+    multibody has only the 7 arm DoFs. Only the held object collides with the world.
 
-    The arm tracks the commanded peg pose through inverse kinematics: at reset
+    The arm tracks the commanded pose of the held object through inverse kinematics: at reset
     an iterated null-space solve whose forward-kinematics residual is checked
     (an unreachable start raises), during an episode one damped-least-squares
     step per action from the measured joints (see ``differential_ik``). Joint
@@ -141,20 +141,20 @@ class PandaRobot:
     reset_tolerance = 2e-3  # metres: a start pose the arm cannot reach closer than this is an error
     reset_converged = 1e-5  # metres: stop refining the reset pose below this residual
     reset_refinements = 5  # at most this many Newton steps after the null-space solve
-    peg_grip_inset = 0.015  # metres of the peg's top end inside the hand
+    grip_inset = 0.015  # metres of the held object's top end inside the hand
 
     def __init__(self, sim: Simulator):
         self.sim = sim
-        self.peg_body, self.peg_link = -1, -1
+        self.held_body, self.held_link = -1, -1
         self._joint_targets: List[float] = list(self.rest_pose)
         self._lower: List[float] = []
         self._upper: List[float] = []
         self.last_residual = 0.0
 
-    def build(self, peg: PegSpec) -> None:
+    def build(self, held: HeldObjectSpec) -> None:
         client = self.sim.client
-        path = write_panda_with_peg_urdf(peg, min(self.peg_grip_inset, peg.length / 4))
-        self.peg_body = self.sim.add_body(
+        path = write_panda_holding_urdf(held, min(self.grip_inset, held.length / 4))
+        self.held_body = self.sim.add_body(
             "panda",
             client.loadURDF(
                 path,
@@ -163,32 +163,32 @@ class PandaRobot:
             ),
         )
         names = {
-            client.getJointInfo(self.peg_body, j)[12].decode(): j for j in range(client.getNumJoints(self.peg_body))
+            client.getJointInfo(self.held_body, j)[12].decode(): j for j in range(client.getNumJoints(self.held_body))
         }
-        self.peg_link = names["peg"]
-        for link in range(-1, client.getNumJoints(self.peg_body)):
-            if link != self.peg_link:
-                client.setCollisionFilterGroupMask(self.peg_body, link, 0, 0)
-        infos = [client.getJointInfo(self.peg_body, j) for j in self.arm_joints]
+        self.held_link = names["held_object"]
+        for link in range(-1, client.getNumJoints(self.held_body)):
+            if link != self.held_link:
+                client.setCollisionFilterGroupMask(self.held_body, link, 0, 0)
+        infos = [client.getJointInfo(self.held_body, j) for j in self.arm_joints]
         self._lower = [info[8] for info in infos]
         self._upper = [info[9] for info in infos]
         self._num_movable = sum(
-            client.getJointInfo(self.peg_body, j)[2] != pybullet.JOINT_FIXED
-            for j in range(client.getNumJoints(self.peg_body))
+            client.getJointInfo(self.held_body, j)[2] != pybullet.JOINT_FIXED
+            for j in range(client.getNumJoints(self.held_body))
         )
         self._zeros = [0.0] * self._num_movable
         self._damping_matrix = self.ik_damping**2 * np.eye(6)
         self._origin = [0.0, 0.0, 0.0]
 
     def solve_ik(self, pos: Sequence[float], quat: Sequence[float], iterations: int = 50) -> List[float]:
-        """Joint angles placing the peg at (pos, quat) by pybullet's null-space IK, clipped to the joint limits.
+        """Joint angles placing the held object at (pos, quat) by pybullet's null-space IK, clipped to the joint limits.
 
         Used at reset, where the arm starts from its rest pose far from the target;
         pybullet's damped steps converge slowly, so this only gets within ~1 mm.
         """
         solution = pybullet.calculateInverseKinematics(
-            self.peg_body,
-            self.peg_link,
+            self.held_body,
+            self.held_link,
             pos,
             quat,
             lowerLimits=self._lower,
@@ -204,18 +204,18 @@ class PandaRobot:
     def differential_ik(
         self, pos: Sequence[float], quat: Sequence[float], current: Optional[Pose] = None
     ) -> List[float]:
-        """One damped-least-squares step from the measured joints toward the target peg pose.
+        """One damped-least-squares step from the measured joints toward the held object's target pose.
 
         dq = J^T (J J^T + lambda^2 I)^-1 e   (Wampler 1986; Buss 2004, eq. 11)
-        with e the 6-D pose error of the peg. Actions move the target by about a
+        with e the 6-D pose error of the held object. Actions move the target by about a
         centimetre at most, so one linearisation is accurate to a fraction of a
         millimetre, and the next action re-linearises at the new measured joints:
         the IK iteration continues across control steps. ``last_residual`` is
         the position error (m) this step started from.
         """
         client_id = self.sim.id
-        joints = [s[0] for s in pybullet.getJointStates(self.peg_body, self.arm_joints, physicsClientId=client_id)]
-        (x, y, z), current_quat = current if current is not None else self.peg_pose()
+        joints = [s[0] for s in pybullet.getJointStates(self.held_body, self.arm_joints, physicsClientId=client_id)]
+        (x, y, z), current_quat = current if current is not None else self.held_pose()
         error = [
             pos[0] - x,
             pos[1] - y,
@@ -224,14 +224,14 @@ class PandaRobot:
         ]
         self.last_residual = math.sqrt(error[0] ** 2 + error[1] ** 2 + error[2] ** 2)
         linear, angular = pybullet.calculateJacobian(
-            self.peg_body, self.peg_link, self._origin, joints, self._zeros, self._zeros, physicsClientId=client_id
+            self.held_body, self.held_link, self._origin, joints, self._zeros, self._zeros, physicsClientId=client_id
         )
         jacobian = np.array((*linear, *angular))
         step = jacobian.T @ np.linalg.solve(jacobian @ jacobian.T + self._damping_matrix, error)
         return [min(max(q + dq, lo), hi) for q, dq, lo, hi in zip(joints, step.tolist(), self._lower, self._upper)]
 
     def reset(self, pos: Sequence[float], quat: Sequence[float]) -> None:
-        """Teleport the arm so the peg sits at (pos, quat); raise if the arm cannot reach it.
+        """Teleport the arm so the held object sits at (pos, quat); raise if the arm cannot reach it.
 
         A null-space solve from the rest pose finds the arm configuration (within
         about a millimetre); damped-least-squares Newton steps then refine it until
@@ -241,22 +241,22 @@ class PandaRobot:
         joints = self.solve_ik(pos, quat, iterations=50)
         self._set_joints(joints)
         for _ in range(self.reset_refinements):
-            current = self.peg_pose()
+            current = self.held_pose()
             if math.dist(current[0], pos) < self.reset_converged:
                 break
             joints = self.differential_ik(pos, quat, current)
             self._set_joints(joints)
-        residual = math.dist(self.peg_pose()[0], pos)
+        residual = math.dist(self.held_pose()[0], pos)
         if residual > self.reset_tolerance:
             raise ValueError(
-                f"the Panda cannot reach the requested peg pose {list(pos)} "
+                f"the Panda cannot reach the requested pose of the held object {list(pos)} "
                 f"(inverse-kinematics residual {residual * 1000:.1f} mm)"
             )
         self._send_joint_targets(joints)
 
     def _set_joints(self, joints: Sequence[float]) -> None:
         for joint, angle in zip(self.arm_joints, joints):
-            self.sim.client.resetJointState(self.peg_body, joint, angle, 0.0)
+            self.sim.client.resetJointState(self.held_body, joint, angle, 0.0)
 
     def command(self, pos: Sequence[float], quat: Sequence[float], current: Optional[Pose] = None) -> None:
         self._send_joint_targets(self.differential_ik(pos, quat, current))
@@ -264,7 +264,7 @@ class PandaRobot:
     def _send_joint_targets(self, joints: List[float]) -> None:
         self._joint_targets = joints
         pybullet.setJointMotorControlArray(
-            self.peg_body,
+            self.held_body,
             self.arm_joints,
             pybullet.POSITION_CONTROL,
             targetPositions=joints,
@@ -272,16 +272,20 @@ class PandaRobot:
             physicsClientId=self.sim.id,
         )
 
-    def peg_pose(self) -> Pose:
+    def held_pose(self) -> Pose:
         state = pybullet.getLinkState(
-            self.peg_body, self.peg_link, computeForwardKinematics=1, physicsClientId=self.sim.id
+            self.held_body, self.held_link, computeForwardKinematics=1, physicsClientId=self.sim.id
         )
         return state[4], state[5]
 
-    def peg_state(self):
-        """(position, quaternion, linear velocity, angular velocity) of the peg, in one query."""
+    def held_state(self):
+        """(position, quaternion, linear velocity, angular velocity) of the held, in one query."""
         state = pybullet.getLinkState(
-            self.peg_body, self.peg_link, computeLinkVelocity=1, computeForwardKinematics=1, physicsClientId=self.sim.id
+            self.held_body,
+            self.held_link,
+            computeLinkVelocity=1,
+            computeForwardKinematics=1,
+            physicsClientId=self.sim.id,
         )
         return state[4], state[5], state[6], state[7]
 
@@ -292,46 +296,46 @@ class PandaRobot:
         self._send_joint_targets(list(state))
 
 
-def write_panda_with_peg_urdf(peg: PegSpec, grip_inset: float) -> str:
-    """Write (once per peg geometry) a copy of pybullet_data's panda.urdf holding ``peg``; return its path."""
-    key = f"{peg.shape}_{peg.radius:.6f}_{peg.length:.6f}_{peg.mass:.4f}_{grip_inset:.4f}"
+def write_panda_holding_urdf(held: HeldObjectSpec, grip_inset: float) -> str:
+    """Write (once per object geometry) a copy of pybullet_data's panda.urdf holding ``held``; return its path."""
+    key = f"{held.shape}_{held.radius:.6f}_{held.length:.6f}_{held.mass:.4f}_{grip_inset:.4f}"
     folder = os.path.join(tempfile.gettempdir(), "graph_insertion_urdf")
-    path = os.path.join(folder, f"panda_peg_{key}.urdf")
+    path = os.path.join(folder, f"panda_holding_{key}.urdf")
     if os.path.exists(path):
         return path
     data = os.path.join(pybullet_data.getDataPath(), "franka_panda")
     with open(os.path.join(data, "panda.urdf")) as f:
         urdf = f.read()
     urdf = urdf.replace("package://meshes/", os.path.join(data, "meshes") + "/")
-    # Fingers become fixed, opened to the peg's width (they are only visual).
+    # Fingers become fixed, opened to the held object's width (they are only visual).
     for name, side in (("panda_finger_joint1", 1), ("panda_finger_joint2", -1)):
         start = urdf.index(f'<joint name="{name}"')
         end = urdf.index("</joint>", start)
         block = urdf[start:end]
         block = block.replace('type="prismatic"', 'type="fixed"')
-        block = block.replace('xyz="0 0 0.0584"', f'xyz="0 {side * peg.radius:.6f} 0.0584"')
+        block = block.replace('xyz="0 0 0.0584"', f'xyz="0 {side * held.radius:.6f} 0.0584"')
         block = block.replace('<mimic joint="panda_finger_joint1"/>', "")
         urdf = urdf[:start] + block + urdf[end:]
-    if peg.shape == "cylinder":
-        geometry = f'<cylinder radius="{peg.radius:.6f}" length="{peg.length:.6f}"/>'
+    if held.shape == "cylinder":
+        geometry = f'<cylinder radius="{held.radius:.6f}" length="{held.length:.6f}"/>'
     else:
-        geometry = f'<box size="{2 * peg.radius:.6f} {2 * peg.radius:.6f} {peg.length:.6f}"/>'
-    inertia = peg.mass * (3 * peg.radius**2 + peg.length**2) / 12
-    peg_xml = f"""
-  <link name="peg">
-    <inertial><origin xyz="0 0 0"/><mass value="{peg.mass}"/>
+        geometry = f'<box size="{2 * held.radius:.6f} {2 * held.radius:.6f} {held.length:.6f}"/>'
+    inertia = held.mass * (3 * held.radius**2 + held.length**2) / 12
+    held_xml = f"""
+  <link name="held_object">
+    <inertial><origin xyz="0 0 0"/><mass value="{held.mass}"/>
       <inertia ixx="{inertia:.8f}" ixy="0" ixz="0" iyy="{inertia:.8f}" iyz="0" izz="{inertia:.8f}"/></inertial>
     <visual><geometry>{geometry}</geometry>
-      <material name="peg"><color rgba="{" ".join(map(str, PEG_COLOR))}"/></material></visual>
+      <material name="held_object"><color rgba="{" ".join(map(str, HELD_COLOR))}"/></material></visual>
     <collision><geometry>{geometry}</geometry></collision>
   </link>
-  <joint name="peg_joint" type="fixed">
+  <joint name="held_object_joint" type="fixed">
     <parent link="panda_grasptarget"/>
-    <child link="peg"/>
-    <origin rpy="3.14159265359 0 0" xyz="0 0 {peg.length / 2 - grip_inset:.6f}"/>
+    <child link="held_object"/>
+    <origin rpy="3.14159265359 0 0" xyz="0 0 {held.length / 2 - grip_inset:.6f}"/>
   </joint>
 </robot>"""
-    urdf = urdf[: urdf.rindex("</robot>")] + peg_xml
+    urdf = urdf[: urdf.rindex("</robot>")] + held_xml
     os.makedirs(folder, exist_ok=True)
     temporary = f"{path}.{os.getpid()}.tmp"
     with open(temporary, "w") as f:

@@ -335,6 +335,35 @@ def test_malformed_reset_options_raise(options, message):
         env.reset(seed=0, options=options)
 
 
+@pytest.mark.parametrize("robot", ROBOTS)
+@pytest.mark.parametrize(
+    "peg_pose",
+    [
+        [0.0, 0.0, 0.005, math.pi / 2, 0.0, 0.0],  # lying across the opening, tip over its centre
+        [0.03, 0.0, 0.004, 0.0, 0.6, 0.0],  # tilted onto the top face beside the opening
+        [0.03, 0.0, 0.0, math.pi, 0.0, 0.0],  # upside down beside the opening: the body points into the top face
+    ],
+)
+def test_start_cutting_into_the_hole_top_is_rejected_for_both_robots(robot, peg_pose):
+    env = make(robot=robot)
+    with pytest.raises(ValueError, match="into the hole's top face"):
+        env.reset(seed=0, options={"peg_pose": peg_pose})
+
+
+@pytest.mark.parametrize(
+    "peg_pose",
+    [
+        [0.001, 0.0, 0.001, 0.15, 0.0, 0.0],  # tilted, its lowest edge dipping into the opening
+        [0.03, 0.0, 0.01, 0.0, 0.6, 0.0],  # tilted beside the opening, clear of the top face
+        [0.0, 0.0, 0.03, 0.15, -0.15, 0.3],  # a corner of the default start range
+    ],
+)
+def test_starts_clear_of_the_hole_top_are_accepted(peg_pose):
+    env = make(robot="floating")
+    env.reset(seed=0, options={"peg_pose": peg_pose})
+    np.testing.assert_allclose(env.unwrapped.get_start_state()["peg_pose"], peg_pose, atol=1e-6)
+
+
 def test_unreachable_panda_start_raises():
     env = make(robot="panda")
     with pytest.raises(ValueError, match="cannot reach"):

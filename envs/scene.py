@@ -1,0 +1,76 @@
+"""Scene builders: the static bodies tasks are made of (ground, hole), as PyBullet multibodies.
+
+Each builder creates one body in a ``Simulator``, registers it under a name and gives it the
+simulator's contact properties; the task places it afterwards. Dimensions are metres.
+"""
+
+from __future__ import annotations
+
+from typing import List, Sequence
+
+import pybullet
+
+from envs.sim import Simulator
+
+FLOOR_THICKNESS = 0.01
+WALL_COLOR = [0.55, 0.6, 0.65, 1.0]
+FLOOR_COLOR = [0.35, 0.38, 0.42, 1.0]
+
+
+def add_ground(sim: Simulator) -> int:
+    """The ground plane, visual only: nothing rests on it (the robot base and the hole are fixed)."""
+    plane = sim.add_body("plane", sim.client.loadURDF("plane.urdf"))
+    sim.client.setCollisionFilterGroupMask(plane, -1, 0, 0)
+    return plane
+
+
+def add_static_boxes(
+    sim: Simulator,
+    name: str,
+    half_extents: Sequence[Sequence[float]],
+    positions: Sequence[Sequence[float]],
+    colors: Sequence[Sequence[float]],
+    base_position: Sequence[float],
+) -> int:
+    """One fixed (mass 0) body made of boxes, each given by half extents and a position in the body frame."""
+    client = sim.client
+    count = len(half_extents)
+    collision = client.createCollisionShapeArray(
+        shapeTypes=[pybullet.GEOM_BOX] * count, halfExtents=half_extents, collisionFramePositions=positions
+    )
+    visual = client.createVisualShapeArray(
+        shapeTypes=[pybullet.GEOM_BOX] * count,
+        halfExtents=half_extents,
+        visualFramePositions=positions,
+        rgbaColors=colors,
+    )
+    body = client.createMultiBody(
+        baseMass=0.0, baseCollisionShapeIndex=collision, baseVisualShapeIndex=visual, basePosition=list(base_position)
+    )
+    sim.add_body(name, body)
+    sim.set_contact_properties(body)
+    return body
+
+
+def hole_boxes(half_width: float, depth: float, wall: float) -> tuple:
+    """(half extents, positions) of four walls and a floor around a square opening of half-width
+    ``half_width``; the body frame's origin is the centre of the opening's top."""
+    outer = half_width + wall
+    half_extents: List[List[float]] = [[wall / 2, outer, depth / 2]] * 2 + [[half_width, wall / 2, depth / 2]] * 2
+    half_extents += [[outer, outer, FLOOR_THICKNESS / 2]]
+    offset = half_width + wall / 2
+    positions = [
+        [offset, 0, -depth / 2],
+        [-offset, 0, -depth / 2],
+        [0, offset, -depth / 2],
+        [0, -offset, -depth / 2],
+        [0, 0, -depth - FLOOR_THICKNESS / 2],
+    ]
+    return half_extents, positions
+
+
+def add_hole(sim: Simulator, half_width: float, depth: float, wall: float) -> int:
+    """A hole of depth ``depth`` with a floor; see ``hole_boxes``."""
+    half_extents, positions = hole_boxes(half_width, depth, wall)
+    colors = [WALL_COLOR] * 4 + [FLOOR_COLOR]
+    return add_static_boxes(sim, "hole", half_extents, positions, colors, [0.5, 0.0, depth + FLOOR_THICKNESS])

@@ -1,0 +1,95 @@
+"""The task interface: what an insertion task defines on top of ``envs.base.InsertionEnv``.
+
+The base environment owns the simulator, the robot that holds the object, the delta-pose
+action and the step/reset/save/render skeleton. A task owns everything that makes one
+problem different from another: the scene it builds, its start states (sampled, checked,
+encoded as reset options and decoded back), the object nodes it observes, its reward terms
+and its success test. A new task is a new file with a subclass of ``Task``
+(``envs/peg_insertion.py`` is the reference).
+
+Frames: every task has a task frame (its goal's frame, e.g. the hole's) that observations and
+actions are expressed in. It is yawed in the world only (``frame_yaw``), so the action's
+translation and rotation axes are the world's rotated about z.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, Hashable, Optional, Sequence, Tuple
+
+import numpy as np
+
+from envs.config import TaskConfig
+from envs.robots import HeldObjectSpec
+from envs.sim import Camera, Simulator
+
+Pose = Tuple[Sequence[float], Sequence[float]]  # (xyz, quaternion xyzw) in the world
+HeldState = Tuple[Sequence[float], Sequence[float], Sequence[float], Sequence[float]]  # pos, quat, linvel, angvel
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    """What the bodies are built from. Equal specs share bodies: the scene is rebuilt only when it changes."""
+
+    held_object: HeldObjectSpec
+    geometry: Hashable  # the task's own dimensions (e.g. hole clearance)
+
+
+class Task:
+    """Base class of insertion tasks; every method below is called by ``InsertionEnv``."""
+
+    max_nodes: int  # nodes of the graph observation (held object first)
+    reset_option_keys: Tuple[str, ...]  # the keys ``reset(options=...)`` accepts
+
+    def __init__(self, config: TaskConfig):
+        self.config = config
+
+    # -- reset -------------------------------------------------------------------------------------------
+    def check_options(self, options: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+        """Validated reset options (``ValueError`` naming a bad or unknown key)."""
+        raise NotImplementedError
+
+    def sample_scene(self, rng: np.random.Generator) -> SceneSpec:
+        """The scene of the next episode (randomized dimensions)."""
+        raise NotImplementedError
+
+    def build_scene(self, sim: Simulator, scene: SceneSpec) -> None:
+        """Create the task's bodies in an empty world (the robot is built after them)."""
+        raise NotImplementedError
+
+    def reset_objects(
+        self, sim: Simulator, held: Tuple[int, int], rng: np.random.Generator, options: Dict[str, Any]
+    ) -> Pose:
+        """Place the scene for a new episode (from ``options`` where given, else sampled); check the
+        start; return the world pose the robot must hold the object at. ``held`` is (body, link)."""
+        raise NotImplementedError
+
+    # -- every step ---------------------------------------------------------------------------------------
+    def frame_yaw(self) -> Tuple[float, float]:
+        """(cos, sin) of the task frame's yaw in the world."""
+        raise NotImplementedError
+
+    def observe(self, held_state: HeldState, rng: np.random.Generator) -> Tuple[np.ndarray, Dict[str, float]]:
+        """(node rows, float32 (num_nodes, node_dim), held object first; measurements for ``evaluate``)."""
+        raise NotImplementedError
+
+    def evaluate(
+        self, measurements: Dict[str, float], action: np.ndarray, contact_force: float
+    ) -> Tuple[bool, Dict[str, float], bool]:
+        """(success, reward terms, left the workspace) after a step; the reward is the terms' sum."""
+        raise NotImplementedError
+
+    # -- state -------------------------------------------------------------------------------------------
+    def start_state(self, held_pose: Pose) -> Dict[str, list]:
+        """The current state in the form ``reset(options=...)`` accepts."""
+        raise NotImplementedError
+
+    def save_state(self) -> Dict[str, Any]:
+        """What ``restore_state`` needs beyond the simulator's own snapshot."""
+        raise NotImplementedError
+
+    def restore_state(self, state: Dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def camera(self) -> Camera:
+        raise NotImplementedError
