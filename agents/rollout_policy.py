@@ -165,51 +165,90 @@ def _numpy_softmax(scores: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
-class _NumpyGraphEncoder:
-    """``agents.gnn.GraphEncoder`` in float32 numpy (same equations, see ``GraphAttention``)."""
+def _stacked(arrays: List[np.ndarray], batch_dims: int) -> np.ndarray:
+    """Arrays of the same shape stacked on a new leading (encoder) axis, with ``batch_dims``
+    broadcast axes after it: each encoder's weights meet the same (batch, ...) inputs."""
+    stack = np.stack(arrays)
+    return stack.reshape(stack.shape[:1] + (1,) * batch_dims + stack.shape[1:])
 
-    def __init__(self, encoder: nn.Module):
-        self.node_encoder = _numpy_layers(encoder.node_encoder)
-        self.edge_encoder = None if encoder.edge_encoder is None else _numpy_layers(encoder.edge_encoder)
-        self.activation = NUMPY_ACTIVATIONS[type(encoder.activation)]
-        self.layers = []
-        for layer, norm in zip(encoder.layers, encoder.norms):
-            w_e = layer.edge.weight.detach().cpu().numpy().astype(np.float32)  # (hidden, edge_dim)
-            # One (hidden, 4 hidden) matmul for query (with the 1/sqrt(d) scale folded in), key, value, root.
-            projections = [_numpy_linear(p) for p in (layer.query, layer.key, layer.value, layer.root)]
-            projections[0] = (projections[0][0] * layer.scale, projections[0][1] * layer.scale)
-            self.layers.append(
-                {
-                    "project": (
-                        np.concatenate([w for w, _ in projections], axis=1),
-                        np.concatenate([b for _, b in projections]),
-                    ),
-                    "width": w_e.shape[0],
-                    "edge": w_e.copy(),
-                    "edge_t": w_e.T.copy(),
-                    "norm": (
-                        norm.weight.detach().cpu().numpy().astype(np.float32),
-                        norm.bias.detach().cpu().numpy().astype(np.float32),
-                        np.float32(1.0 / norm.normalized_shape[0]),
-                        np.float32(norm.eps),
-                    ),
-                }
-            )
+
+def _stacked_layers(sequentials: List[nn.Sequential], batch_dims: int) -> List[Tuple[str, Any]]:
+    """``_numpy_layers`` of several identically shaped MLPs, weights stacked (see ``_stacked``)."""
+    per_mlp = [_numpy_layers(s) for s in sequentials]
+    layers = []
+    for parts in zip(*per_mlp):
+        kind, layer = parts[0]
+        if kind == "linear":
+            weight = _stacked([w for _, (w, _) in parts], batch_dims)
+            bias = None if layer[1] is None else _stacked([b[None] for _, (_, b) in parts], batch_dims)
+            layer = (weight, bias)
+        layers.append((kind, layer))
+    return layers
+
+
+def _tensor(parameter: torch.Tensor) -> np.ndarray:
+    return parameter.detach().cpu().numpy().astype(np.float32)
+
+
+class _NumpyGraphEncoders:
+    """Several ``agents.gnn.GraphEncoder`` (the actor's and the critic's) in float32 numpy, run as one.
+
+    Same equations as ``GraphAttention``. The encoders' weights are stacked on a leading axis, so
+    both encoders cost one set of numpy calls on the same inputs: at rollout batch sizes each
+    call's overhead, not its arithmetic, is the cost. Returns embeddings (E, B, N, hidden).
+    """
+
+    def __init__(self, encoders: List[nn.Module]):
+        first = encoders[0]
+        self.node_encoder = _stacked_layers([e.node_encoder for e in encoders], 1)  # inputs (B, N, F)
+        self.edge_encoder = None
+        if first.edge_encoder is not None:
+            self.edge_encoder = _stacked_layers([e.edge_encoder for e in encoders], 2)  # inputs (B, N, N, D)
+        self.activation = NUMPY_ACTIVATIONS[type(first.activation)]
+        self.layers = [
+            self._layer([e.layers[i] for e in encoders], [e.norms[i] for e in encoders])
+            for i in range(len(first.layers))
+        ]
+
+    @staticmethod
+    def _layer(layers: List[nn.Module], norms: List[nn.Module]) -> Dict[str, Any]:
+        """One attention round: query (with the 1/sqrt(d) scale folded in), key, value and root as one
+        (hidden, 4 hidden) matmul, the edge weight W_e and its transpose, the LayerNorm."""
+
+        def project(layer):
+            parts = [_numpy_linear(p) for p in (layer.query, layer.key, layer.value, layer.root)]
+            parts[0] = (parts[0][0] * layer.scale, parts[0][1] * layer.scale)
+            return np.concatenate([w for w, _ in parts], axis=1), np.concatenate([b for _, b in parts])
+
+        projections = [project(layer) for layer in layers]
+        edge = [_tensor(layer.edge.weight) for layer in layers]  # (hidden, edge_dim) each
+        return {
+            "project": (_stacked([w for w, _ in projections], 1), _stacked([b[None] for _, b in projections], 1)),
+            "width": edge[0].shape[0],
+            "edge": _stacked(edge, 1),
+            "edge_t": _stacked([w.T for w in edge], 1),
+            "norm": (
+                _stacked([_tensor(n.weight)[None] for n in norms], 1),
+                _stacked([_tensor(n.bias)[None] for n in norms], 1),
+                np.float32(1.0 / norms[0].normalized_shape[0]),
+                np.float32(norms[0].eps),
+            ),
+        }
 
     def __call__(
         self, nodes: np.ndarray, edges: np.ndarray, score_mask: np.ndarray, adjacency: np.ndarray
     ) -> np.ndarray:
-        h = _run(self.node_encoder, nodes)
+        h = _run(self.node_encoder, nodes)  # (E, B, N, hidden)
         if self.edge_encoder is not None:
-            edges = _run(self.edge_encoder, edges)
+            edges = _run(self.edge_encoder, edges)  # (E, B, N, N, edge_hidden)
         for p in self.layers:
             width = p["width"]
             projected = _affine(h, p["project"])
             q, k, v, root = (projected[..., i * width : (i + 1) * width] for i in range(4))
-            scores = ((q @ p["edge"])[:, :, None, :] * edges).sum(-1) + score_mask
-            scores += q @ k.transpose(0, 2, 1)
+            scores = ((q @ p["edge"])[..., None, :] * edges).sum(-1) + score_mask
+            scores += q @ np.swapaxes(k, -1, -2)
             attention = _numpy_softmax(scores) * adjacency
-            edge_sum = (attention[..., None] * edges).sum(2)
+            edge_sum = (attention[..., None] * edges).sum(-2)  # sum over sources j
             out = root + edge_sum @ p["edge_t"] + attention @ v
             h = h + self.activation(out)
             weight, bias, inverse_width, eps = p["norm"]  # LayerNorm; sum * (1/width): ndarray.mean is slower
@@ -242,8 +281,8 @@ class NumpyGraphPolicy(_NumpyGaussianPolicy):
                 "edge_attr": _numpy_statistics(normalizer.edges),
             }
         self.model = model
-        self.actor_encoder = _NumpyGraphEncoder(model.actor_encoder)
-        self.critic_encoder = None if model.critic_encoder is None else _NumpyGraphEncoder(model.critic_encoder)
+        encoders = [model.actor_encoder] + ([] if model.critic_encoder is None else [model.critic_encoder])
+        self.encoders = _NumpyGraphEncoders(encoders)  # embeddings [actor, critic] (or [shared])
         self.actor_pooling = model.actor_pooling
         self.actor = _numpy_layers(model.actor_mean)
         self.critic = _numpy_layers(model.critic)
@@ -288,9 +327,8 @@ class NumpyGraphPolicy(_NumpyGaussianPolicy):
         edges = np.zeros((b, n * n, edge_attr.shape[-1]), np.float32)
         edges[graphs, cells] = edge_attr[valid]
         edges = edges.reshape(b, n, n, -1)
-        actor_h = self.actor_encoder(nodes, edges, score_mask, adjacency)
-        critic_h = actor_h if self.critic_encoder is None else self.critic_encoder(nodes, edges, score_mask, adjacency)
-        return actor_h, critic_h, node_mask[..., None]
+        h = self.encoders(nodes, edges, score_mask, adjacency)
+        return h[0], h[-1], node_mask[..., None]
 
     @staticmethod
     def _pool(h: np.ndarray, mask: np.ndarray) -> np.ndarray:
