@@ -32,6 +32,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from agents.graph_batch import GRAPH_KEYS
+
 FORMAT_VERSION = 3  # 2: PPO's single Adam, reward-scaling statistics; 3: the dense graph network
 LATEST = "latest.pt"
 BEST = "best.pt"
@@ -97,13 +99,36 @@ def space_signature(space: gym.Space) -> Dict[str, Any]:
     return {"type": type(space).__name__, "shape": list(space.shape or ()), "dtype": str(space.dtype)}
 
 
+def _graph_signature(signature: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
+    """For a graph observation (a Dict with the graph keys): what a graph model depends on, i.e. the
+    keys, dtypes and feature sizes, without the padded node and edge counts. None for other spaces."""
+    spaces = signature.get("spaces", {})
+    if signature.get("type") != "Dict" or set(spaces) != set(GRAPH_KEYS):
+        return None
+    return {
+        key: {
+            "dtype": s["dtype"],
+            "rank": len(s["shape"]),
+            "features": s["shape"][-1] if key in ("nodes", "edge_attr") else None,
+        }
+        for key, s in spaces.items()
+    }
+
+
 def check_spaces(
     checkpoint: Mapping, observation_space: gym.Space, action_space: gym.Space, path: Path | str = "<checkpoint>"
 ) -> None:
-    """Raise ``CheckpointError`` if the env's spaces differ from the ones the checkpoint was trained on."""
+    """Raise ``CheckpointError`` if the env's spaces differ from the ones the checkpoint was trained on.
+
+    Graph observations may have more or fewer (padded) nodes and edges than in training: a graph
+    model runs on any node count (docs/CONTRACTS.md), so only their keys, dtypes and feature sizes
+    must match. Every other space must match exactly in type, shape and dtype.
+    """
     for name, space in (("observation", observation_space), ("action", action_space)):
         saved, current = checkpoint["spaces"][name], space_signature(space)
-        if saved != current:
+        saved_graph, current_graph = _graph_signature(saved), _graph_signature(current)
+        compatible = saved_graph == current_graph if saved_graph is not None else saved == current
+        if not compatible:
             raise CheckpointError(
                 f"checkpoint {path} is incompatible with this env: its {name} space was "
                 f"{saved} but the env now has {current}"
