@@ -1,0 +1,85 @@
+"""Golden first updates of training: the safety net for restructuring the trainer.
+
+Each case composes the Hydra config as ``scripts/train.py`` would, trains a few seeded updates in
+process (synchronous envs) and records every logged metric except wall-clock timings, plus a
+checksum of the final parameters. ``tests/test_golden_training.py`` replays and compares them.
+
+Record (only when a behaviour change is intended, and say so in the commit)::
+
+    .venv/bin/python tests/golden_training.py --record
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import tempfile
+from pathlib import Path
+from typing import Dict, List
+
+import torch
+from hydra import compose, initialize_config_dir
+
+from agents.checkpoint import LATEST, load_checkpoint
+from agents.config import register_configs
+from agents.trainer import train
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN_FILE = Path(__file__).parent / "data" / "golden_training.json"
+COMMON = ["async_envs=false", "progress_bar=false", "logger.wandb.mode=disabled", "checkpoint_every=2"]
+CASES: Dict[str, List[str]] = {
+    "pendulum_mlp_ppo": ["env=gym", "env.id=Pendulum-v1", "env.max_episode_steps=64", "model=mlp", "num_envs=2",
+                         "rollout_steps=64", "total_steps=384", "agent.num_epochs=2"],
+    "pendulum_mlp_trpo_reward_scaling": ["env=gym", "env.id=Pendulum-v1", "env.max_episode_steps=50", "model=mlp",
+                                         "agent=trpo", "num_envs=2", "rollout_steps=64", "total_steps=384",
+                                         "agent.critic_epochs=2", "normalize_rewards=true"],
+    "peg_floating_gnn_ppo": ["env=peg_insertion", "env.kwargs.robot=floating", "env.max_episode_steps=20",
+                             "num_envs=2", "rollout_steps=32", "total_steps=192", "agent.num_epochs=2",
+                             "eval.every=2", "eval.episodes=2"],
+}
+
+
+def _compose(overrides: List[str]):
+    register_configs()
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        return compose(config_name="train", overrides=[*COMMON, *overrides])
+
+
+def _finite_or_none(value: str):
+    number = float(value) if value != "" else math.nan
+    return None if math.isnan(number) else number
+
+
+def run_case(overrides: List[str]) -> Dict[str, object]:
+    """Train one case in a temporary run directory; return its metrics (no timings) and checksums."""
+    with tempfile.TemporaryDirectory() as run_dir:
+        result = train(_compose(overrides), Path(run_dir))
+        with open(Path(run_dir) / "metrics.csv") as f:
+            rows = [{k: _finite_or_none(v) for k, v in row.items() if not k.startswith("time/")}
+                    for row in csv.DictReader(f)]
+        checkpoint = load_checkpoint(Path(run_dir) / "checkpoints" / LATEST)
+    parameters = {k: float(v.double().sum()) for k, v in checkpoint["model"].items() if torch.is_tensor(v)}
+    return {"global_step": result.global_step, "updates": result.updates, "metrics": rows,
+            "parameter_sums": parameters}
+
+
+def record(path: Path = GOLDEN_FILE) -> None:
+    golden = {name: run_case(overrides) for name, overrides in CASES.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(golden, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {', '.join(golden)} to {path}")
+
+
+def load(case: str, path: Path = GOLDEN_FILE) -> Dict[str, object]:
+    return json.loads(path.read_text())[case]
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--record", action="store_true", help="overwrite the golden file")
+    if parser.parse_args().record:
+        record()
+    else:
+        parser.print_help()

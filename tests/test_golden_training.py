@@ -1,0 +1,24 @@
+"""Training reproduces its recorded first updates (tests/golden_training.py)."""
+
+import pytest
+
+from golden_training import CASES, load, run_case
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_reproduces_golden_first_updates(case, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the logger and Hydra write nothing into the checkout
+    golden, replay = load(case), run_case(CASES[case])
+    assert (replay["global_step"], replay["updates"]) == (golden["global_step"], golden["updates"])
+    assert len(replay["metrics"]) == len(golden["metrics"])
+    for step, (got, expected) in enumerate(zip(replay["metrics"], golden["metrics"])):
+        assert sorted(got) == sorted(expected), f"update {step}: the logged metrics changed"
+        for key, value in expected.items():
+            if value is None:
+                assert got[key] is None, f"update {step}: {key}"
+            else:
+                assert got[key] == pytest.approx(value, rel=1e-5, abs=1e-7), f"update {step}: {key}"
+    for key, value in golden["parameter_sums"].items():
+        assert replay["parameter_sums"][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
