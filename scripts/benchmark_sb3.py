@@ -38,7 +38,7 @@ with Hydra overrides, then ``scripts/evaluate.py``. SB3 runs in a child process
 of this script (``--sb3-child``), which also evaluates it.
 Each final policy is evaluated the same way: ``--eval-episodes`` deterministic
 episodes from held-out seed ``--eval-seed`` with frozen normalisation statistics;
-both sides use ``agents.trainer.make_env`` for evaluation, so episode k starts
+both sides use ``agents.training_envs.make_env`` for evaluation, so episode k starts
 from the same state for every run. Peg insertion also reports the success rate.
 
 Timing (training only, evaluation excluded):
@@ -85,7 +85,7 @@ from torch import nn  # noqa: E402
 import envs  # noqa: E402,F401  (registers GraphInsertion/PegInsertion-v0)
 from agents.config import TrainConfig  # noqa: E402
 from agents.rollout import KeepInfoKeys  # noqa: E402
-from agents.trainer import make_env  # noqa: E402
+from agents.training_envs import make_env  # noqa: E402
 
 TRAIN = ROOT / "scripts" / "train.py"
 EVALUATE = ROOT / "scripts" / "evaluate.py"
@@ -461,7 +461,7 @@ def sb3_child(request_json: str) -> None:
 def evaluate_sb3(model, stats_path: Path, task: Task, episodes: int, seed: int) -> Dict[str, Any]:
     """``episodes`` deterministic episodes with the saved, frozen VecNormalize statistics.
 
-    The env is ``agents.trainer.make_env`` (EpisodeSeeding) in a DummyVecEnv seeded
+    The env is ``agents.training_envs.make_env`` (EpisodeSeeding) in a DummyVecEnv seeded
     once with ``seed``: the same start states as ``scripts/evaluate.py seed=<seed>``.
     Rewards are raw (``norm_reward=False``); success = ``is_success`` was ever true.
     """

@@ -37,7 +37,10 @@ from omegaconf.errors import OmegaConfBaseException
 
 from agents import checkpoint as ckpt
 from agents.config import register_configs, typed_config, validate_train_config
-from agents.trainer import build_model, env_kwargs, make_env, run_episodes, seed_everything
+from agents.evaluation import run_episodes
+from agents.registry import build_model
+from agents.run_state import seed_everything
+from agents.training_envs import env_kwargs, make_env
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 VIDEO_FORMATS = ("mp4", "gif")

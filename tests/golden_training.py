@@ -30,14 +30,39 @@ ROOT = Path(__file__).resolve().parents[1]
 GOLDEN_FILE = Path(__file__).parent / "data" / "golden_training.json"
 COMMON = ["async_envs=false", "progress_bar=false", "logger.wandb.mode=disabled", "checkpoint_every=2"]
 CASES: Dict[str, List[str]] = {
-    "pendulum_mlp_ppo": ["env=gym", "env.id=Pendulum-v1", "env.max_episode_steps=64", "model=mlp", "num_envs=2",
-                         "rollout_steps=64", "total_steps=384", "agent.num_epochs=2"],
-    "pendulum_mlp_trpo_reward_scaling": ["env=gym", "env.id=Pendulum-v1", "env.max_episode_steps=50", "model=mlp",
-                                         "agent=trpo", "num_envs=2", "rollout_steps=64", "total_steps=384",
-                                         "agent.critic_epochs=2", "normalize_rewards=true"],
-    "peg_floating_gnn_ppo": ["env=peg_insertion", "env.kwargs.robot=floating", "env.max_episode_steps=20",
-                             "num_envs=2", "rollout_steps=32", "total_steps=192", "agent.num_epochs=2",
-                             "eval.every=2", "eval.episodes=2"],
+    "pendulum_mlp_ppo": [
+        "env=gym",
+        "env.id=Pendulum-v1",
+        "env.max_episode_steps=64",
+        "model=mlp",
+        "num_envs=2",
+        "rollout_steps=64",
+        "total_steps=384",
+        "agent.num_epochs=2",
+    ],
+    "pendulum_mlp_trpo_reward_scaling": [
+        "env=gym",
+        "env.id=Pendulum-v1",
+        "env.max_episode_steps=50",
+        "model=mlp",
+        "agent=trpo",
+        "num_envs=2",
+        "rollout_steps=64",
+        "total_steps=384",
+        "agent.critic_epochs=2",
+        "normalize_rewards=true",
+    ],
+    "peg_floating_gnn_ppo": [
+        "env=peg_insertion",
+        "env.kwargs.robot=floating",
+        "env.max_episode_steps=20",
+        "num_envs=2",
+        "rollout_steps=32",
+        "total_steps=192",
+        "agent.num_epochs=2",
+        "eval.every=2",
+        "eval.episodes=2",
+    ],
 }
 
 
@@ -57,12 +82,13 @@ def run_case(overrides: List[str]) -> Dict[str, object]:
     with tempfile.TemporaryDirectory() as run_dir:
         result = train(_compose(overrides), Path(run_dir))
         with open(Path(run_dir) / "metrics.csv") as f:
-            rows = [{k: _finite_or_none(v) for k, v in row.items() if not k.startswith("time/")}
-                    for row in csv.DictReader(f)]
+            rows = [
+                {k: _finite_or_none(v) for k, v in row.items() if not k.startswith("time/")}
+                for row in csv.DictReader(f)
+            ]
         checkpoint = load_checkpoint(Path(run_dir) / "checkpoints" / LATEST)
     parameters = {k: float(v.double().sum()) for k, v in checkpoint["model"].items() if torch.is_tensor(v)}
-    return {"global_step": result.global_step, "updates": result.updates, "metrics": rows,
-            "parameter_sums": parameters}
+    return {"global_step": result.global_step, "updates": result.updates, "metrics": rows, "parameter_sums": parameters}
 
 
 def record(path: Path = GOLDEN_FILE) -> None:

@@ -1,7 +1,6 @@
 """Training reproduces its recorded first updates (tests/golden_training.py)."""
 
 import pytest
-
 from golden_training import CASES, load, run_case
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -27,7 +27,7 @@ from agents.config import register_configs, validate_train_config
 from agents.logger import Logger
 from agents.mlp import MLPActorCritic
 from agents.ppo import PPO, PPOConfig
-from agents.trainer import build_model
+from agents.registry import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = str(ROOT / "scripts" / "train.py")
@@ -222,9 +222,11 @@ def test_each_update_sees_the_observation_statistics_that_acted(tmp_path, monkey
     the stored ones once the statistics moved.
     """
     import agents.trainer as trainer
+    from agents.ppo import PPO
+    from agents.trpo import TRPO
 
     seen = []
-    algorithm_class = trainer.PPO if agent == "ppo" else trainer.TRPO
+    algorithm_class = PPO if agent == "ppo" else TRPO
     original_update = algorithm_class.update
 
     def spying_update(self, buffer, progress=0.0):
@@ -245,15 +247,16 @@ def test_each_update_sees_the_observation_statistics_that_acted(tmp_path, monkey
 
 def test_reward_scaling_changes_what_the_update_sees_but_not_the_logged_returns(tmp_path, monkeypatch):
     import agents.trainer as trainer
+    from agents.ppo import PPO
 
     rewards = []
-    original_update = trainer.PPO.update
+    original_update = PPO.update
 
     def spying_update(self, buffer, progress=0.0):
         rewards.append(buffer.rewards.clone())
         return original_update(self, buffer, progress)
 
-    monkeypatch.setattr(trainer.PPO, "update", spying_update)
+    monkeypatch.setattr(PPO, "update", spying_update)
     common = [*PENDULUM, "total_steps=128", "async_envs=false", "logger.wandb.mode=disabled"]
     trainer.train(compose_train(common), tmp_path / "raw")
     trainer.train(compose_train([*common, "normalize_rewards=true"]), tmp_path / "scaled")
