@@ -9,7 +9,7 @@ Hydra checks the file and every command-line override against it while composing
 - an unknown group option fails: ``Could not find 'agent/sac'`` (with the valid options listed)
 
 The schemas reuse the dataclasses that their code consumes (``PPOConfig``,
-``TRPOConfig``, ``PegInsertionConfig``), so a new option is declared once, next
+``TRPOConfig``, ``PegInsertionConfig``, ``PackedObjectsConfig``), so a new option is declared once, next
 to the code that reads it. ``validate_train_config`` then runs the semantic
 checks of those modules (value ranges, choices) before anything is built.
 
@@ -29,7 +29,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from agents.ppo import PPOConfig, validate_ppo_config
 from agents.trpo import TRPOConfig, validate_trpo_config
-from envs.config import PegInsertionConfig
+from envs.config import PackedObjectsConfig, PegInsertionConfig, validate_packed_objects
 from envs.config import validate as validate_peg_insertion_config
 
 WANDB_MODES = ("online", "offline", "disabled")
@@ -55,6 +55,16 @@ class PegInsertionEnvConfig:
     id: str = "GraphInsertion/PegInsertion-v0"
     max_episode_steps: Optional[int] = 100
     kwargs: PegInsertionConfig = field(default_factory=PegInsertionConfig)
+
+
+@dataclass
+class PackedObjectsEnvConfig:
+    """The packed-objects env; ``kwargs`` are checked field by field against ``PackedObjectsConfig``."""
+
+    name: str = "packed_objects"
+    id: str = "GraphInsertion/PackedObjects-v0"
+    max_episode_steps: Optional[int] = 200
+    kwargs: PackedObjectsConfig = field(default_factory=PackedObjectsConfig)
 
 
 # ---------------------------------------------------------------- agent
@@ -208,7 +218,7 @@ class EvaluateConfig:
 
 
 GROUP_SCHEMAS: Dict[str, Dict[str, type]] = {
-    "env": {"gym": GymEnvConfig, "peg_insertion": PegInsertionEnvConfig},
+    "env": {"gym": GymEnvConfig, "peg_insertion": PegInsertionEnvConfig, "packed_objects": PackedObjectsEnvConfig},
     "agent": {"ppo": PPOAgentConfig, "trpo": TRPOAgentConfig},
     "model": {"mlp": MLPModelConfig, "gnn": GNNModelConfig},
     "curriculum": {"none": NoCurriculumConfig},
@@ -298,9 +308,10 @@ def validate_train_config(cfg: DictConfig) -> None:
         _reraise("agent", lambda: validate_ppo_config(dataclass_from(PPOConfig, cfg.agent)))
     else:
         _reraise("agent", lambda: validate_trpo_config(dataclass_from(TRPOConfig, cfg.agent)))
-    if cfg.env.name == "peg_insertion":
+    env_validators = {"peg_insertion": validate_peg_insertion_config, "packed_objects": validate_packed_objects}
+    if cfg.env.name in env_validators:
         kwargs = OmegaConf.to_object(cfg.env.kwargs)
-        _reraise("env.kwargs", lambda: validate_peg_insertion_config(kwargs))
+        _reraise("env.kwargs", lambda: env_validators[cfg.env.name](kwargs))
 
 
 def _reraise(prefix: str, check) -> None:

@@ -324,3 +324,166 @@ def build_config(cls, overrides: dict, prefix: str = ""):
 def make_peg_insertion_config(**overrides) -> PegInsertionConfig:
     """``PegInsertionConfig`` from keyword overrides (nested dicts allowed), validated."""
     return validate(build_config(PegInsertionConfig, overrides))
+
+
+# ------------------------------------------------------------------ packed objects
+MAX_PACKED_OBJECTS = 32  # more boxes than this is a mistake, not an arrangement task
+MAX_TRAY_YAW_RANGE = math.pi
+
+
+@dataclass
+class PackedObjectsConfig(TaskConfig):
+    """Everything ``PackedObjectsEnv`` accepts: ``TaskConfig`` plus the tray, the packed boxes and their start.
+
+    The goal arrangement is a grid of ``num_objects + 1`` slots (``grid_rows`` rows, filled row by
+    row) of square-footprint boxes ``gap`` apart; slot ``held_slot`` belongs to the held box, the
+    others to the packed boxes in slot order. Lengths are metres, angles radians, all in the tray
+    frame (origin at the centre of the tray floor's top, x along the grid's rows).
+    """
+
+    # Three keypoints 3 cm apart would not fit on the 4 cm packed boxes.
+    keypoint_spacing: float = 0.015
+    # The held box's success (``success_lateral_tolerance`` / ``success_depth_tolerance``): its bottom
+    # centre within the lateral tolerance of the slot centre and within the depth tolerance of the floor.
+    # ``terminate_out_of_workspace`` also ends the episode when a packed box leaves the tray.
+
+    num_objects: int = 4  # packed boxes (the held box comes on top)
+    grid_rows: int = 1  # rows of the goal grid; columns = ceil((num_objects + 1) / grid_rows)
+    held_slot: Optional[int] = None  # the held box's slot (row-major index); None: the middle slot
+    box_half_size: float = 0.02  # half the side of every box's square footprint (held box too)
+    box_height: float = 0.04  # packed boxes
+    held_box_height: float = 0.06  # taller, so the robot can push the packed boxes with it
+    box_mass: float = 0.1  # kg, each packed box
+    gap: float = 0.004  # between neighbouring goal slots, and from the outer slots to the walls (minimum)
+    tray_size: Optional[List[float]] = None  # inner [x, y] size; None: the grid plus tray_margin on each side
+    tray_margin: float = 0.01  # space between the outer slots and the walls when tray_size is None
+    tray_wall_height: float = 0.03
+    tray_wall_thickness: float = 0.01
+
+    # Randomized tray pose: xy in the robot base frame and yaw.
+    tray_xy_low: List[float] = field(default_factory=lambda: [0.45, -0.05])
+    tray_xy_high: List[float] = field(default_factory=lambda: [0.55, 0.05])
+    tray_yaw_range: float = math.pi / 6  # yaw sampled in [-range, range]
+
+    # Occluders: ``num_displaced`` grid neighbours of the held slot are pushed from their goal toward
+    # (into) the slot by a distance in ``occluder_shift_range``, offset sideways by up to
+    # ``occluder_lateral_range`` and yawed by up to ``occluder_yaw_range``; overlapping draws are redrawn.
+    num_displaced: int = 1
+    occluder_shift_range: List[float] = field(default_factory=lambda: [0.012, 0.03])
+    occluder_lateral_range: float = 0.003
+    occluder_yaw_range: float = 0.25
+
+    # Held box start relative to its slot (tray frame): [x, y, z, roll, pitch, yaw] of its bottom
+    # centre, z its height above the floor; the default starts above the packed boxes (4 cm tall).
+    start_low: List[float] = field(default_factory=lambda: [-0.01, -0.01, 0.05, -0.1, -0.1, -0.2])
+    start_high: List[float] = field(default_factory=lambda: [0.01, 0.01, 0.08, 0.1, 0.1, 0.2])
+
+    # Success of a packed box: centre within this distance of its goal centre and orientation within
+    # this angle of a goal orientation (any quarter turn; for an upright box, its yaw error mod 90 deg).
+    object_position_tolerance: float = 0.005
+    object_yaw_tolerance: float = 0.1
+
+    # Reward: the keypoint term is the weighted mean of the kernel over all objects with these
+    # weights; the insertion term is insertion_weight * kernel(distance of the held box's bottom
+    # centre to the slot's floor centre).
+    held_object_weight: float = 1.0
+    other_object_weight: float = 1.0
+    insertion_weight: float = 0.5
+
+
+def slot_cells(num_slots: int, rows: int) -> List[tuple]:
+    """(row, column) of each goal slot, row-major; the last row may be partly filled."""
+    columns = -(-num_slots // rows)
+    return [divmod(index, columns) for index in range(num_slots)]
+
+
+def default_held_slot(num_slots: int, rows: int) -> int:
+    """The slot nearest the grid's centre (the middle of a row), so it has neighbours all round."""
+    cells = slot_cells(num_slots, rows)
+    columns = -(-num_slots // rows)
+    centre = ((rows - 1) / 2, (columns - 1) / 2)
+    return min(range(num_slots), key=lambda i: (cells[i][0] - centre[0]) ** 2 + (cells[i][1] - centre[1]) ** 2)
+
+
+def slot_neighbours(num_slots: int, rows: int, slot: int) -> List[int]:
+    """Slots sharing a side with ``slot`` (the boxes that can be pushed into it)."""
+    cells = slot_cells(num_slots, rows)
+    row, column = cells[slot]
+    return [i for i, (r, c) in enumerate(cells) if abs(r - row) + abs(c - column) == 1]
+
+
+def tray_inner_size(config: PackedObjectsConfig) -> List[float]:
+    """Inner [x, y] size of the tray: ``tray_size``, or the grid plus ``tray_margin`` on each side."""
+    if config.tray_size is not None:
+        return list(config.tray_size)
+    rows = config.grid_rows
+    columns = -(-(config.num_objects + 1) // rows)
+    pitch = 2 * config.box_half_size + config.gap
+    return [n * pitch - config.gap + 2 * config.tray_margin for n in (columns, rows)]
+
+
+def validate_packed_objects(config: PackedObjectsConfig) -> PackedObjectsConfig:
+    """Check a packed-objects config (the task fields, then the tray, boxes and start); raise or return it."""
+    validate_task_config(config)
+    _int_at_least("num_objects", config.num_objects, 1, MAX_PACKED_OBJECTS)
+    num_slots = config.num_objects + 1
+    _int_at_least("grid_rows", config.grid_rows, 1, num_slots)
+    if config.held_slot is not None:
+        _int_at_least("held_slot", config.held_slot, 0, num_slots - 1)
+    for name in ("box_half_size", "box_height", "held_box_height", "box_mass", "gap"):
+        _positive(name, getattr(config, name))
+    _non_negative("tray_margin", config.tray_margin)
+    _positive("tray_wall_height", config.tray_wall_height)
+    _positive("tray_wall_thickness", config.tray_wall_thickness)
+    if config.tray_size is not None:
+        _finite_list("tray_size", config.tray_size, 2, 0.0, low_open=True)
+    _check_boxes_fit_tray(config)
+    _low_high("tray_xy_low", config.tray_xy_low, "tray_xy_high", config.tray_xy_high, 2)
+    _non_negative("tray_yaw_range", config.tray_yaw_range, MAX_TRAY_YAW_RANGE)
+    held_slot = config.held_slot if config.held_slot is not None else default_held_slot(num_slots, config.grid_rows)
+    neighbours = len(slot_neighbours(num_slots, config.grid_rows, held_slot))
+    _int_at_least("num_displaced", config.num_displaced, 0, neighbours)
+    _range("occluder_shift_range", config.occluder_shift_range, 0.0)
+    _non_negative("occluder_lateral_range", config.occluder_lateral_range)
+    _non_negative("occluder_yaw_range", config.occluder_yaw_range, math.pi / 4)
+    _low_high("start_low", config.start_low, "start_high", config.start_high, 6)
+    _positive("object_position_tolerance", config.object_position_tolerance)
+    _positive("object_yaw_tolerance", config.object_yaw_tolerance, math.pi / 4)
+    for name in ("held_object_weight", "other_object_weight"):
+        _non_negative(name, getattr(config, name))
+    if not config.held_object_weight + config.other_object_weight > 0:
+        raise ValueError("held_object_weight and other_object_weight must not both be 0")
+    _non_negative("insertion_weight", config.insertion_weight)
+    rand = config.randomization
+    if rand.clearance_range != [0.0, 0.0] or rand.peg_size_scale_range != [1.0, 1.0]:
+        raise ValueError(
+            "randomization.clearance_range and randomization.peg_size_scale_range are peg-insertion options; "
+            "packed objects supports only randomization.friction_range and randomization.observation_noise_std"
+        )
+    span = (config.num_keypoints - 1) * config.keypoint_spacing
+    if span > min(config.box_height, config.held_box_height):
+        raise ValueError(
+            f"num_keypoints ({config.num_keypoints}) at keypoint_spacing ({config.keypoint_spacing}) span {span:g} m, "
+            f"more than the shortest box (box_height {config.box_height}, held_box_height {config.held_box_height})"
+        )
+    return config
+
+
+def _check_boxes_fit_tray(config: PackedObjectsConfig) -> None:
+    """The goal grid, with ``gap`` to the walls, must fit in the tray."""
+    rows = config.grid_rows
+    columns = -(-(config.num_objects + 1) // rows)
+    pitch = 2 * config.box_half_size + config.gap
+    needed = [n * pitch + config.gap for n in (columns, rows)]
+    inner = tray_inner_size(config)
+    if any(size < need - 1e-12 for size, need in zip(inner, needed)):
+        raise ValueError(
+            f"the boxes cannot fit in the tray: a {rows} x {columns} grid of {2 * config.box_half_size:g} m boxes "
+            f"{config.gap:g} m apart needs an inner size of at least {[round(n, 6) for n in needed]} m, "
+            f"but tray_size is {[round(s, 6) for s in inner]} m"
+        )
+
+
+def make_packed_objects_config(**overrides) -> PackedObjectsConfig:
+    """``PackedObjectsConfig`` from keyword overrides (nested dicts allowed), validated."""
+    return validate_packed_objects(build_config(PackedObjectsConfig, overrides))

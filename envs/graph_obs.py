@@ -83,6 +83,14 @@ class NodeLayout:
             row[self.slice(name)] = value
         return row
 
+    def rows(self, node_types: np.ndarray, **features) -> np.ndarray:
+        """(n, dim) float32 rows at once: one-hot ``node_types`` (n,) plus named features, each (n, width)."""
+        rows = np.zeros((len(node_types), self.dim), np.float32)
+        rows[np.arange(len(node_types)), self.slices["type"].start + np.asarray(node_types)] = 1.0
+        for name, value in features.items():
+            rows[:, self.slice(name)] = value
+        return rows
+
     def names(self) -> List[str]:
         """One name per column, e.g. ``pos_x`` or ``keypoint1_z``."""
         names = ["type_controlled", "type_receptacle", "type_other", "pos_x", "pos_y", "pos_z"]

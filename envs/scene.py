@@ -1,4 +1,4 @@
-"""Scene builders: the static bodies tasks are made of (ground, hole), as PyBullet multibodies.
+"""Scene builders: the bodies tasks are made of (ground, hole, tray, free boxes), as PyBullet multibodies.
 
 Each builder creates one body in a ``Simulator``, registers it under a name and gives it the
 simulator's contact properties; the task places it afterwards. Dimensions are metres.
@@ -74,3 +74,43 @@ def add_hole(sim: Simulator, half_width: float, depth: float, wall: float) -> in
     half_extents, positions = hole_boxes(half_width, depth, wall)
     colors = [WALL_COLOR] * 4 + [FLOOR_COLOR]
     return add_static_boxes(sim, "hole", half_extents, positions, colors, [0.5, 0.0, depth + FLOOR_THICKNESS])
+
+
+def tray_boxes(half_x: float, half_y: float, wall_height: float, wall: float) -> tuple:
+    """(half extents, positions) of a floor and four walls around an inner ``2 half_x`` x ``2 half_y``
+    area; the body frame's origin is the centre of the floor's top."""
+    outer_x, outer_y = half_x + wall, half_y + wall
+    half_extents: List[List[float]] = [[wall / 2, outer_y, wall_height / 2]] * 2
+    half_extents += [[half_x, wall / 2, wall_height / 2]] * 2
+    half_extents += [[outer_x, outer_y, FLOOR_THICKNESS / 2]]
+    positions = [
+        [half_x + wall / 2, 0, wall_height / 2],
+        [-half_x - wall / 2, 0, wall_height / 2],
+        [0, half_y + wall / 2, wall_height / 2],
+        [0, -half_y - wall / 2, wall_height / 2],
+        [0, 0, -FLOOR_THICKNESS / 2],
+    ]
+    return half_extents, positions
+
+
+def add_tray(sim: Simulator, half_x: float, half_y: float, wall_height: float, wall: float) -> int:
+    """A tray (floor and four walls) whose floor top is the body origin; see ``tray_boxes``."""
+    half_extents, positions = tray_boxes(half_x, half_y, wall_height, wall)
+    colors = [WALL_COLOR] * 4 + [FLOOR_COLOR]
+    return add_static_boxes(sim, "tray", half_extents, positions, colors, [0.5, 0.0, FLOOR_THICKNESS])
+
+
+def add_dynamic_box(sim: Simulator, name: str, half_extents: Sequence[float], mass: float, color) -> int:
+    """A free box of ``mass`` kg (placed later by the task)."""
+    client = sim.client
+    collision = client.createCollisionShape(pybullet.GEOM_BOX, halfExtents=list(half_extents))
+    visual = client.createVisualShape(pybullet.GEOM_BOX, halfExtents=list(half_extents), rgbaColor=list(color))
+    body = client.createMultiBody(
+        baseMass=mass,
+        baseCollisionShapeIndex=collision,
+        baseVisualShapeIndex=visual,
+        basePosition=[0.5, 0.0, 0.1],
+    )
+    sim.add_body(name, body)
+    sim.set_contact_properties(body)
+    return body

@@ -1,13 +1,16 @@
 """Environment throughput benchmark (single process, one environment).
 
-For each robot and observation mode it prints environment steps per second
+For each task, robot and observation mode it prints environment steps per second
 (through ``gymnasium.make``, wrappers included, random actions, resets
 included), the share of a step spent outside ``stepSimulation``, and the raw
 physics rate of the same scene (``stepSimulation`` alone, expressed both per
-physics step and per action-equivalent). If panda-gym is installed it also
-measures ``PandaPush-v3`` as the reference. The last line is a JSON summary.
+physics step and per action-equivalent). The tasks are measured interleaved
+(peg, packed, peg, packed, ...) so machine drift hits both alike, and each
+packed-objects step is compared with the peg step of the same robot and mode.
+If panda-gym is installed it also measures ``PandaPush-v3`` as the reference.
+The last line is a JSON summary.
 
-    python scripts/benchmark_env.py [--steps 5000] [--no-panda-gym]
+    python scripts/benchmark_env.py [--steps 5000] [--no-panda-gym] [--robots floating] [--tasks peg packed]
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import time
 import gymnasium as gym
 
 import envs
+
+TASKS = {"peg": envs.PEG_INSERTION_ID, "packed": envs.PACKED_OBJECTS_ID}  # packed: default num_objects=4
 
 
 def timed_physics(env) -> list:
@@ -36,8 +41,8 @@ def timed_physics(env) -> list:
     return spent
 
 
-def measure_env(robot: str, obs_mode: str, steps: int, seed: int = 0) -> dict:
-    env = gym.make(envs.PEG_INSERTION_ID, robot=robot, obs_mode=obs_mode)
+def measure_env(task: str, robot: str, obs_mode: str, steps: int, seed: int = 0) -> dict:
+    env = gym.make(TASKS[task], robot=robot, obs_mode=obs_mode)
     env.reset(seed=seed)
     env.action_space.seed(seed)
     actions = [env.action_space.sample() for _ in range(steps)]
@@ -51,6 +56,7 @@ def measure_env(robot: str, obs_mode: str, steps: int, seed: int = 0) -> dict:
     sim = env.unwrapped.sim
     env.close()
     return {
+        "task": task,
         "robot": robot,
         "obs_mode": obs_mode,
         "env_steps_per_s": steps / elapsed,
@@ -60,9 +66,9 @@ def measure_env(robot: str, obs_mode: str, steps: int, seed: int = 0) -> dict:
     }
 
 
-def measure_raw_physics(robot: str, steps: int) -> dict:
-    """stepSimulation alone on the same scene (peg held above the hole, arm still)."""
-    env = gym.make(envs.PEG_INSERTION_ID, robot=robot, obs_mode="flat")
+def measure_raw_physics(task: str, robot: str, steps: int) -> dict:
+    """stepSimulation alone on the same scene (object held at its start pose, arm still)."""
+    env = gym.make(TASKS[task], robot=robot, obs_mode="flat")
     env.reset(seed=0)
     sim = env.unwrapped.sim
     count = steps * sim.substeps
@@ -100,33 +106,55 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=5000, help="environment steps per measurement")
     parser.add_argument("--no-panda-gym", action="store_true", help="skip the panda-gym reference")
+    parser.add_argument("--robots", nargs="+", default=["panda", "floating"], choices=["panda", "floating"])
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     args = parser.parse_args()
 
-    results = [measure_env(robot, mode, args.steps) for robot in ("panda", "floating") for mode in ("graph", "flat")]
-    raw = {robot: measure_raw_physics(robot, args.steps) for robot in ("panda", "floating")}
+    combos = [(robot, mode) for robot in args.robots for mode in ("graph", "flat")]
+    results = [measure_env(task, robot, mode, args.steps) for robot, mode in combos for task in args.tasks]
+    raw = {(task, robot): measure_raw_physics(task, robot, args.steps) for robot in args.robots for task in args.tasks}
     reference = None if args.no_panda_gym else measure_panda_gym(args.steps)
 
     print(
-        f"{'robot':9s} {'obs':6s} {'substeps':>8s} {'env steps/s':>12s} {'outside physics':>16s} "
+        f"{'task':7s} {'robot':9s} {'obs':6s} {'substeps':>8s} {'env steps/s':>12s} {'outside physics':>16s} "
         f"{'raw physics steps/s':>20s} {'raw / substeps':>15s}"
     )
     for r in results:
-        p = raw[r["robot"]]
+        p = raw[r["task"], r["robot"]]
         print(
-            f"{r['robot']:9s} {r['obs_mode']:6s} {r['substeps']:8d} {r['env_steps_per_s']:12.0f} "
+            f"{r['task']:7s} {r['robot']:9s} {r['obs_mode']:6s} {r['substeps']:8d} {r['env_steps_per_s']:12.0f} "
             f"{r['outside_physics_fraction']:15.1%} {p['physics_steps_per_s']:20.0f} "
             f"{p['action_equivalent_per_s']:15.0f}"
         )
-    summary = {f"{r['robot']}_{r['obs_mode']}_steps_per_s": round(r["env_steps_per_s"], 1) for r in results}
+    # Peg keys keep their names (robot_mode_...); other tasks are prefixed.
+    prefix = {task: "" if task == "peg" else f"{task}_" for task in TASKS}
+    summary = {
+        f"{prefix[r['task']]}{r['robot']}_{r['obs_mode']}_steps_per_s": round(r["env_steps_per_s"], 1) for r in results
+    }
     summary.update(
-        {f"{r['robot']}_{r['obs_mode']}_outside_physics": round(r["outside_physics_fraction"], 3) for r in results}
+        {
+            f"{prefix[r['task']]}{r['robot']}_{r['obs_mode']}_outside_physics": round(r["outside_physics_fraction"], 3)
+            for r in results
+        }
     )
-    summary.update({f"{robot}_raw_physics_steps_per_s": round(p["physics_steps_per_s"], 1) for robot, p in raw.items()})
+    summary.update(
+        {
+            f"{prefix[task]}{robot}_raw_physics_steps_per_s": round(p["physics_steps_per_s"], 1)
+            for (task, robot), p in raw.items()
+        }
+    )
+    if {"peg", "packed"} <= set(args.tasks):
+        for robot, mode in combos:
+            peg, packed = (f"{prefix[task]}{robot}_{mode}_steps_per_s" for task in ("peg", "packed"))
+            ratio = summary[peg] / summary[packed]  # step cost of packed / step cost of peg
+            print(f"packed-objects step cost / peg step cost ({robot}, {mode}): {ratio:.2f}x")
+            summary[f"packed_vs_peg_step_cost_{robot}_{mode}"] = round(ratio, 2)
     if reference is not None:
         print(f"panda-gym PandaPush-v3 (20 substeps): {reference:.0f} steps/s")
         summary["panda_gym_push_steps_per_s"] = round(reference, 1)
-        panda_best = min(summary["panda_graph_steps_per_s"], summary["panda_flat_steps_per_s"])
-        summary["panda_vs_panda_gym"] = round(panda_best / reference, 2)
+        if "panda" in args.robots and "peg" in args.tasks:
+            panda_best = min(summary["panda_graph_steps_per_s"], summary["panda_flat_steps_per_s"])
+            summary["panda_vs_panda_gym"] = round(panda_best / reference, 2)
     print(json.dumps(summary))
 
 

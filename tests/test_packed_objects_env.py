@@ -1,0 +1,308 @@
+"""Packed-objects environment: API conformance, determinism, state, start states, rewards, bad input.
+
+Default layout (``PackedObjectsConfig``): a row of 5 slots 0.044 m apart (4 cm boxes, 4 mm gaps),
+the held box's slot in the middle at the tray origin, packed boxes at x = -0.088, -0.044, 0.044, 0.088.
+"""
+
+import math
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+
+import envs
+from envs.geometry import box_penetration, euler_to_matrix
+
+ROBOTS = ["floating", "panda"]
+OBS_MODES = ["graph", "flat"]
+PITCH = 0.044
+GOAL_POSES = [[-2 * PITCH, 0.0, 0.0], [-PITCH, 0.0, 0.0], [PITCH, 0.0, 0.0], [2 * PITCH, 0.0, 0.0]]
+SEATED = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+ABOVE = [0.0, 0.0, 0.06, 0.0, 0.0, 0.0]
+
+
+def make(**kwargs):
+    kwargs.setdefault("robot", "floating")
+    return gym.make(envs.PACKED_OBJECTS_ID, **kwargs)
+
+
+def with_box(index, pose):
+    poses = [list(p) for p in GOAL_POSES]
+    poses[index] = pose
+    return poses
+
+
+def assert_obs_equal(a, b):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+    else:
+        np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------- API
+@pytest.mark.parametrize("robot", ROBOTS)
+@pytest.mark.parametrize("obs_mode", OBS_MODES)
+def test_gymnasium_env_checker(robot, obs_mode):
+    # Not the default layout (tests/test_peg_insertion_env.py checks every registered id with it).
+    env = make(robot=robot, obs_mode=obs_mode, num_objects=5, grid_rows=2, num_displaced=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any checker warning fails the test
+        gym_check_env(env.unwrapped, skip_render_check=True)
+    env.close()
+
+
+def test_stable_baselines3_env_checker_flat():
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    env = make(obs_mode="flat")
+    sb3_check_env(env.unwrapped, warn=True)
+    env.close()
+
+
+def test_registration_has_time_limit():
+    env = make()
+    assert env.spec.max_episode_steps == envs.PACKED_OBJECTS_MAX_STEPS
+    env.reset(seed=0)
+    terminated = truncated = False
+    steps = 0
+    while not (terminated or truncated):
+        _, _, terminated, truncated, _ = env.step(np.zeros(6, np.float32))
+        steps += 1
+    assert truncated and not terminated, "holding still above the occluded slot must end only by the time limit"
+    assert steps == envs.PACKED_OBJECTS_MAX_STEPS
+
+
+@pytest.mark.parametrize("obs_mode", OBS_MODES)
+def test_same_seed_and_actions_give_identical_rollouts(obs_mode):
+    actions = np.random.default_rng(0).uniform(-1, 1, (30, 6)).astype(np.float32)
+    rollouts = []
+    for _ in range(2):
+        env = make(obs_mode=obs_mode)
+        observation, _ = env.reset(seed=123)
+        record = [(observation, 0.0)]
+        for action in actions:
+            observation, reward, terminated, truncated, _ = env.step(action)
+            record.append((observation, reward))
+        rollouts.append(record)
+        env.close()
+    for (obs_a, reward_a), (obs_b, reward_b) in zip(*rollouts):
+        assert_obs_equal(obs_a, obs_b)
+        assert reward_a == reward_b
+
+
+def test_save_step_restore_step_reproduces():
+    env = make(obs_mode="flat").unwrapped
+    env.reset(seed=5)
+    rng = np.random.default_rng(1)
+    for action in rng.uniform(-1, 1, (5, 6)):
+        env.step(action)
+    actions = rng.uniform(-1, 1, (10, 6))
+    state = env.save_state()
+    first = [env.step(action)[:2] for action in actions]
+    env.reset(seed=6)  # a different tray pose and arrangement in between
+    env.restore_state(state)
+    second = [env.step(action)[:2] for action in actions]
+    for (obs_a, reward_a), (obs_b, reward_b) in zip(first, second):
+        np.testing.assert_allclose(obs_a, obs_b, atol=1e-6)
+        assert reward_a == pytest.approx(reward_b, abs=1e-6)
+    env.discard_state(state)
+    env.close()
+
+
+# ---------------------------------------------------------------- observation
+def test_graph_nodes_held_box_packed_boxes_then_tray():
+    env = make()
+    observation, _ = env.reset(seed=0, options={"object_poses": GOAL_POSES, "held_pose": ABOVE})
+    layout = env.unwrapped.task.layout
+    nodes, types = observation["nodes"], observation["nodes"][:, layout.slice("type")]
+    np.testing.assert_array_equal(types, [[1, 0, 0]] + [[0, 0, 1]] * 4 + [[0, 1, 0]])
+    cfg = env.unwrapped.config
+    held_centre = [0.0, 0.0, 0.06 + cfg.held_box_height / 2]
+    np.testing.assert_allclose(nodes[0, layout.slice("pos")], held_centre, atol=1e-6)
+    box_centres = [[x, y, cfg.box_height / 2] for x, y, _ in GOAL_POSES]
+    np.testing.assert_allclose(nodes[1:5, layout.slice("pos")], box_centres, atol=1e-6)
+    np.testing.assert_allclose(nodes[1:5, layout.slice("keypoints")], 0.0, atol=1e-6)  # at their goals
+    held_offsets = nodes[0, layout.slice("keypoints")].reshape(-1, 3)
+    np.testing.assert_allclose(held_offsets, [[0, 0, 0.06]] * cfg.num_keypoints, atol=1e-6)
+    np.testing.assert_allclose(nodes[:5, layout.slice("size")], [[0.02, 0.06]] + [[0.02, 0.04]] * 4)
+
+
+def test_observation_is_invariant_to_tray_pose():
+    env = make(obs_mode="flat")
+    options = {"object_poses": with_box(1, [-0.03, 0.002, 0.2]), "held_pose": [0.005, 0, 0.05, 0.05, 0, 0.1]}
+    first, _ = env.reset(seed=0, options={**options, "tray_pose": [0.5, 0.0, 0.0]})
+    second, _ = env.reset(seed=0, options={**options, "tray_pose": [0.45, -0.06, 0.5]})
+    np.testing.assert_allclose(first, second, atol=1e-5)
+
+
+def test_more_objects_give_more_nodes_of_the_same_features():
+    """A graph policy trained with N boxes reads N + 2 boxes too: same node features, more nodes."""
+    small, large = make(num_objects=2), make(num_objects=4)
+    obs_small, _ = small.reset(seed=0)
+    obs_large, _ = large.reset(seed=0)
+    assert obs_small["nodes"].shape == (4, obs_large["nodes"].shape[1])
+    assert obs_large["nodes"].shape[0] == 6
+    assert small.unwrapped.task.max_nodes == 4 and large.unwrapped.task.max_nodes == 6
+    np.testing.assert_array_equal(obs_large["node_mask"], np.ones(6))
+    flat = make(num_objects=2, obs_mode="flat")
+    assert flat.observation_space.shape == (4 * obs_small["nodes"].shape[1],)
+
+
+# ---------------------------------------------------------------- start states
+@pytest.mark.parametrize("num_displaced", [1, 2])
+def test_occluders_overlap_the_slot_at_reset(num_displaced):
+    env = make(num_displaced=num_displaced)
+    cfg = env.unwrapped.config
+    half = [cfg.box_half_size, cfg.box_half_size, cfg.box_height / 2]
+    slot = (np.array([0.0, 0.0, cfg.box_height / 2]), np.eye(3), half)  # the middle slot
+    for seed in range(6):
+        env.reset(seed=seed)
+        poses = env.unwrapped.get_start_state()["object_poses"]
+        overlaps = [
+            box_penetration(*slot, np.array([x, y, half[2]]), euler_to_matrix(0, 0, yaw), half) for x, y, yaw in poses
+        ]
+        occluders = [depth for depth in overlaps if depth > 0.005]  # at least 5 mm into the slot
+        assert len(occluders) == num_displaced, (seed, overlaps)
+        assert sum(np.allclose(p, g, atol=1e-6) for p, g in zip(poses, GOAL_POSES)) == 4 - num_displaced
+
+
+@pytest.mark.parametrize("robot, atol", [("floating", 1e-6), ("panda", 2e-3)])
+def test_explicit_start_state_round_trip(robot, atol):
+    env = make(robot=robot)
+    options = {
+        "tray_pose": [0.52, 0.03, -0.3],
+        "object_poses": with_box(2, [0.03, -0.002, -0.2]),
+        "held_pose": [0.004, -0.003, 0.05, 0.05, -0.04, 0.3],
+    }
+    env.reset(seed=0, options=options)
+    state = env.unwrapped.get_start_state()
+    np.testing.assert_allclose(state["tray_pose"], options["tray_pose"], atol=1e-12)
+    np.testing.assert_allclose(state["object_poses"], options["object_poses"], atol=1e-6)
+    np.testing.assert_allclose(state["held_pose"], options["held_pose"], atol=atol)
+    env.reset(seed=1, options=state)  # what get_start_state returns is a valid start
+    np.testing.assert_allclose(env.unwrapped.get_start_state()["object_poses"], options["object_poses"], atol=1e-6)
+
+
+# ---------------------------------------------------------------- reward and success
+def test_reward_terms_match_hand_computation():
+    dx, dy = -0.006, 0.005
+    env = make(
+        reward={"kernel": "linear", "linear_scale": 10.0, "action_penalty": 0.5},
+        held_object_weight=2.0,
+        other_object_weight=1.0,
+        insertion_weight=0.5,
+    )
+    options = {"object_poses": with_box(0, [-2 * PITCH + dx, dy, 0.0]), "held_pose": SEATED}
+    _, info = env.reset(seed=0, options=options)
+    offset = math.hypot(dx, dy)  # a translated upright box: every keypoint moves by the offset
+    np.testing.assert_allclose(info["keypoint_distances"], [0, offset, 0, 0, 0], atol=1e-6)
+    assert info["fraction_in_place"] == pytest.approx(4 / 5)  # box 0 is 7.8 mm off, beyond 5 mm
+
+    _, reward, terminated, _, info = env.step(np.zeros(6, np.float32))
+    terms = info["reward_terms"]
+    assert terms["keypoint"] == pytest.approx(-10.0 * offset / (2.0 + 4 * 1.0), abs=1e-4)  # boxes settle ~10 um
+    assert terms["insertion"] == pytest.approx(-0.5 * 10.0 * info["insertion_distance"], rel=1e-9)
+    assert info["insertion_distance"] < 1e-3  # seated
+    assert terms["success_bonus"] == 0.0 and not info["is_success"] and not terminated
+    assert reward == pytest.approx(sum(terms.values()))
+
+    _, _, _, _, info = env.step(np.array([0, 0, 0.4, 0, 0, 0], np.float32))
+    assert info["reward_terms"]["action_penalty"] == pytest.approx(-0.5 * 0.4**2, rel=1e-6)
+
+
+def test_everything_in_place_succeeds_and_terminates():
+    env = make(reward={"success_bonus": 7.0})
+    _, info = env.reset(seed=0, options={"object_poses": GOAL_POSES, "held_pose": SEATED})
+    assert info["fraction_in_place"] == 1.0
+    _, _, terminated, truncated, info = env.step(np.zeros(6, np.float32))
+    assert info["is_success"] and terminated and not truncated
+    assert info["reward_terms"]["success_bonus"] == 7.0
+    assert info["reward_terms"]["keypoint"] == pytest.approx(0.0, abs=1e-3)  # relative kernel: 0 at the goal
+
+
+def test_seated_box_with_a_packed_box_yawed_beyond_tolerance_is_no_success():
+    env = make()
+    env.reset(seed=0, options={"object_poses": with_box(3, [2 * PITCH, 0, 0.2]), "held_pose": SEATED})
+    _, _, terminated, _, info = env.step(np.zeros(6, np.float32))
+    assert info["is_seated"] and not info["is_success"] and not terminated
+    assert info["max_orientation_error"] == pytest.approx(0.2, abs=2e-3)
+
+
+def test_a_quarter_turned_box_is_in_place():
+    env = make()
+    _, info = env.reset(seed=0, options={"object_poses": with_box(1, [-PITCH, 0, math.pi / 2]), "held_pose": ABOVE})
+    assert info["objects_in_place"] == 4
+    assert info["keypoint_distances"][2] == pytest.approx(0.0, abs=1e-6)
+
+
+# ---------------------------------------------------------------- bad input
+def test_nan_action_raises():
+    env = make()
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="NaN"):
+        env.unwrapped.step(np.array([np.nan, 0, 0, 0, 0, 0]))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_objects": 0}, "num_objects"),
+        ({"tray_size": [0.15, 0.06]}, "cannot fit in the tray"),
+        ({"gap": -0.001}, "gap"),
+        ({"num_displaced": 3}, "num_displaced"),
+        ({"held_slot": 5}, "held_slot"),
+        ({"grid_rows": 0}, "grid_rows"),
+        ({"occluder_shift_range": [0.03, 0.01]}, "occluder_shift_range"),
+        ({"object_yaw_tolerance": math.nan}, "object_yaw_tolerance"),
+        ({"held_object_weight": 0.0, "other_object_weight": 0.0}, "must not both be 0"),
+        ({"randomization": {"clearance_range": [0.001, 0.002]}}, "peg-insertion options"),
+        ({"num_keypoints": 5, "keypoint_spacing": 0.02}, "num_keypoints"),
+        ({"clearance": 0.001}, "clearance"),  # a peg option
+    ],
+)
+def test_bad_config_raises(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ("tray", "must be a dict"),
+        ({"peg_pose": SEATED}, "unknown reset option"),
+        ({"object_poses": GOAL_POSES[:3]}, "4 \\[x, y, yaw\\] triples"),
+        ({"object_poses": with_box(0, [0.0, math.nan, 0.0])}, "object_poses"),
+        ({"held_pose": [0, 0, 0.05]}, "6 finite numbers"),
+        ({"tray_pose": "left"}, "tray_pose"),
+        ({"object_poses": with_box(0, [-2 * PITCH + 0.03, 0, 0])}, r"object_poses\[0\] and object_poses\[1\]"),
+        ({"object_poses": with_box(0, [-2 * PITCH - 0.02, 0, 0])}, "tray's -x wall"),
+        ({"object_poses": with_box(3, [0.3, 0, 0])}, r"object_poses\[3\] .* leaves the tray"),
+        (
+            {"object_poses": GOAL_POSES, "held_pose": [0.03, 0, 0, 0, 0, 0]},
+            r"held_pose interpenetrates object_poses\[2\]",
+        ),
+        (
+            {"object_poses": GOAL_POSES, "held_pose": [0, 0, -0.01, 0, 0, 0]},
+            "held_pose interpenetrates the tray's floor",
+        ),
+        (
+            {"object_poses": with_box(1, [-0.01, 0, 0]), "held_pose": SEATED},
+            r"held_pose interpenetrates object_poses\[1\]",
+        ),
+    ],
+)
+def test_malformed_or_interpenetrating_start_raises(options, message):
+    env = make()
+    with pytest.raises(ValueError, match=message):
+        env.reset(seed=0, options=options)
+
+
+def test_touching_boxes_are_accepted():
+    """The overlap check has a small tolerance: boxes side by side (0 mm gap) are a valid start."""
+    env = make()
+    env.reset(seed=0, options={"object_poses": with_box(0, [-2 * PITCH + 0.004, 0, 0]), "held_pose": ABOVE})
+    assert env.unwrapped.get_start_state()["object_poses"][0][0] == pytest.approx(-2 * PITCH + 0.004, abs=1e-6)
