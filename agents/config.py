@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -41,6 +41,7 @@ WANDB_MODES = ("online", "offline", "disabled")
 class GymEnvConfig:
     """Any registered Gymnasium id; ``kwargs`` go to ``gymnasium.make`` unchecked (add keys: ``+env.kwargs.k=v``)."""
 
+    validate_kwargs: ClassVar[Optional[Callable]] = None  # free-form kwargs: gymnasium checks them
     name: str = "gym"
     id: str = MISSING
     max_episode_steps: Optional[int] = None  # None: the id's registered limit
@@ -51,6 +52,7 @@ class GymEnvConfig:
 class PegInsertionEnvConfig:
     """The peg-in-hole env; ``kwargs`` are checked field by field against ``PegInsertionConfig``."""
 
+    validate_kwargs: ClassVar[Optional[Callable]] = staticmethod(validate_peg_insertion_config)
     name: str = "peg_insertion"
     id: str = "GraphInsertion/PegInsertion-v0"
     max_episode_steps: Optional[int] = 100
@@ -61,6 +63,7 @@ class PegInsertionEnvConfig:
 class PackedObjectsEnvConfig:
     """The packed-objects env; ``kwargs`` are checked field by field against ``PackedObjectsConfig``."""
 
+    validate_kwargs: ClassVar[Optional[Callable]] = staticmethod(validate_packed_objects)
     name: str = "packed_objects"
     id: str = "GraphInsertion/PackedObjects-v0"
     max_episode_steps: Optional[int] = 200
@@ -82,6 +85,9 @@ class RolloutConfig:
 class PPOAgentConfig(RolloutConfig, PPOConfig):
     """``agents.ppo.PPOConfig`` plus the rollout's gamma / gae_lambda."""
 
+    target: ClassVar[str] = "agents.ppo:PPO"  # what agents/registry.py builds (not a config field)
+    algorithm_config: ClassVar[type] = PPOConfig
+    validate: ClassVar[Callable] = staticmethod(validate_ppo_config)
     name: str = "ppo"
 
 
@@ -89,6 +95,9 @@ class PPOAgentConfig(RolloutConfig, PPOConfig):
 class TRPOAgentConfig(RolloutConfig, TRPOConfig):
     """``agents.trpo.TRPOConfig`` plus the rollout's gamma / gae_lambda."""
 
+    target: ClassVar[str] = "agents.trpo:TRPO"
+    algorithm_config: ClassVar[type] = TRPOConfig
+    validate: ClassVar[Callable] = staticmethod(validate_trpo_config)
     name: str = "trpo"
 
 
@@ -99,6 +108,8 @@ class TRPOAgentConfig(RolloutConfig, TRPOConfig):
 class MLPModelConfig:
     """Keyword arguments of ``agents.mlp.MLPActorCritic`` (Box observations)."""
 
+    target: ClassVar[str] = "agents.mlp:MLPActorCritic"  # what agents/registry.py builds (not a config field)
+    graph_observations: ClassVar[bool] = False
     name: str = "mlp"
     hidden_sizes: List[int] = field(default_factory=lambda: [64, 64])
     critic_hidden_sizes: Optional[List[int]] = None  # None: same as hidden_sizes
@@ -112,6 +123,8 @@ class MLPModelConfig:
 class GNNModelConfig:
     """Keyword arguments of ``agents.gnn.GraphActorCritic`` (graph Dict observations)."""
 
+    target: ClassVar[str] = "agents.gnn:GraphActorCritic"
+    graph_observations: ClassVar[bool] = True
     name: str = "gnn"
     hidden_dim: int = 64
     num_layers: int = 2  # message-passing rounds
@@ -217,6 +230,8 @@ class EvaluateConfig:
     video_fps: int = 25
 
 
+# The one table of names a config selects: group -> option name -> schema. Model and agent schemas
+# also say what they build (``target``), which agents/registry.py reads.
 GROUP_SCHEMAS: Dict[str, Dict[str, type]] = {
     "env": {"gym": GymEnvConfig, "peg_insertion": PegInsertionEnvConfig, "packed_objects": PackedObjectsEnvConfig},
     "agent": {"ppo": PPOAgentConfig, "trpo": TRPOAgentConfig},
@@ -304,14 +319,12 @@ def validate_train_config(cfg: DictConfig) -> None:
         raise ValueError(f"logger.wandb.mode={cfg.logger.wandb.mode!r} is not one of {list(WANDB_MODES)}")
     if not 0.0 <= cfg.agent.gamma <= 1.0 or not 0.0 <= cfg.agent.gae_lambda <= 1.0:
         raise ValueError("agent.gamma and agent.gae_lambda must be in [0, 1]")
-    if cfg.agent.name == "ppo":
-        _reraise("agent", lambda: validate_ppo_config(dataclass_from(PPOConfig, cfg.agent)))
-    else:
-        _reraise("agent", lambda: validate_trpo_config(dataclass_from(TRPOConfig, cfg.agent)))
-    env_validators = {"peg_insertion": validate_peg_insertion_config, "packed_objects": validate_packed_objects}
-    if cfg.env.name in env_validators:
+    agent = GROUP_SCHEMAS["agent"][cfg.agent.name]
+    _reraise("agent", lambda: agent.validate(dataclass_from(agent.algorithm_config, cfg.agent)))
+    env = GROUP_SCHEMAS["env"][cfg.env.name]
+    if env.validate_kwargs is not None:
         kwargs = OmegaConf.to_object(cfg.env.kwargs)
-        _reraise("env.kwargs", lambda: env_validators[cfg.env.name](kwargs))
+        _reraise("env.kwargs", lambda: env.validate_kwargs(kwargs))
 
 
 def _reraise(prefix: str, check) -> None:
