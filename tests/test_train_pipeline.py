@@ -552,3 +552,31 @@ def test_train_and_evaluate_peg_insertion(tmp_path, model):
     assert Path(summary["videos"][0]).stat().st_size > 1000
     results = json.loads(Path(summary["results"]).read_text())
     assert results["config"]["env"]["kwargs"]["clearance"] == 0.001 and len(results["per_episode"]) == 2
+
+
+PACKED = [
+    "env=packed_objects",
+    "env.kwargs.robot=floating",
+    "env.kwargs.num_objects=2",
+    "env.max_episode_steps=32",
+    "num_envs=2",
+    "rollout_steps=32",
+    "total_steps=64",
+    "agent.num_epochs=1",
+    "progress_bar=false",
+    "logger.wandb.mode=disabled",
+]
+
+
+def test_packed_objects_graph_checkpoint_evaluates_on_more_objects_flat_does_not(tmp_path):
+    graph_run, flat_run = tmp_path / "graph", tmp_path / "flat"
+    train(graph_run, *PACKED)
+    summary = evaluate(tmp_path, f"checkpoint={graph_run}", "episodes=1", "env.kwargs.num_objects=4")
+    assert summary["env_id"] == "GraphInsertion/PackedObjects-v0" and summary["episodes"] == 1
+    assert summary["env_overrides"] == {"env.kwargs.num_objects": 4}
+
+    train(flat_run, *PACKED, "model=mlp", "env.kwargs.obs_mode=flat")
+    proc = run(
+        EVALUATE, [f"checkpoint={flat_run}", "episodes=1", "env.kwargs.num_objects=4"], tmp_path, expect_ok=False
+    )
+    assert proc.returncode != 0 and "incompatible with this env: its observation space" in proc.stderr
