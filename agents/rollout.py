@@ -118,17 +118,31 @@ def episode_stats_from_info(info: Dict[str, Any]) -> Dict[str, list]:
 
     Under SAME_STEP autoreset the ending step's info sits in ``info["final_info"]``;
     ``RecordEpisodeStatistics`` put ``episode = {"r", "l", "t"}`` there.
-    ``successes`` only lists episodes whose env reported ``is_success``.
+    ``successes`` only lists episodes whose env reported ``is_success``. ``episodes`` has one
+    record per ended episode: env index, return, length, success (None if not reported) and the
+    ``start_id`` it began from (None unless the env passes ``start_id`` on, agents/start_states.py).
     """
-    stats = {"returns": [], "lengths": [], "successes": []}
+    stats = {"returns": [], "lengths": [], "successes": [], "episodes": []}
     final = info.get("final_info")
     if not final or "episode" not in final:
         return stats
     ended = np.flatnonzero(final["_episode"])
     stats["returns"] = [float(final["episode"]["r"][i]) for i in ended]
     stats["lengths"] = [int(final["episode"]["l"][i]) for i in ended]
+    reported = final["_is_success"] if "is_success" in final else np.zeros(len(final["_episode"]), bool)
     if "is_success" in final:
-        stats["successes"] = [float(final["is_success"][i]) for i in ended if final["_is_success"][i]]
+        stats["successes"] = [float(final["is_success"][i]) for i in ended if reported[i]]
+    has_start = "start_id" in final
+    for i, ret, length in zip(ended, stats["returns"], stats["lengths"]):
+        stats["episodes"].append(
+            {
+                "env": int(i),
+                "return": ret,
+                "length": length,
+                "success": bool(final["is_success"][i]) if reported[i] else None,
+                "start_id": int(final["start_id"][i]) if has_start and final["_start_id"][i] else None,
+            }
+        )
     return stats
 
 
@@ -190,7 +204,7 @@ class RolloutCollector:
             raise ValueError(f"num_steps={num_steps} differs from the buffer size {buffer.num_steps}")
         buffer.reset()
         policy = self._rollout_policy()  # fixed for the whole rollout
-        stats = {"returns": [], "lengths": [], "successes": []}
+        stats = {"returns": [], "lengths": [], "successes": [], "episodes": []}
         env_time = policy_time = 0.0
         for _ in range(buffer.num_steps):
             obs = self.obs

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import envs as _registers_env_ids  # noqa: F401  (GraphInsertion/* ids, also in env worker processes)
 from agents.rollout import make_vector_env
+from agents.start_states import AssignedStart
 
 
 class EpisodeSeeding(gym.Wrapper):
@@ -49,12 +50,13 @@ class EpisodeSeeding(gym.Wrapper):
 def make_env(
     env_id: str, max_episode_steps: Optional[int] = None, render_mode: Optional[str] = None, **kwargs
 ) -> gym.Env:
-    """One env from the config's ``env.id``/``max_episode_steps``/``kwargs``, with ``EpisodeSeeding``."""
+    """One env from the config's ``env.id``/``max_episode_steps``/``kwargs``, with ``EpisodeSeeding`` and
+    ``AssignedStart`` (agents/start_states.py: the start a curriculum assigns to this worker)."""
     if multiprocessing.parent_process() is not None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # in an env worker: Ctrl-C is for the training loop
     extra = {} if render_mode is None else {"render_mode": render_mode}
     env = gym.make(env_id, max_episode_steps=max_episode_steps, **extra, **kwargs)
-    return EpisodeSeeding(env)
+    return EpisodeSeeding(AssignedStart(env))
 
 
 def env_kwargs(env_cfg: DictConfig) -> Dict[str, Any]:

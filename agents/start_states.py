@@ -1,0 +1,60 @@
+"""Start states assigned to env workers: how a curriculum reaches every reset, the automatic ones too.
+
+Gymnasium's vector envs reset a finished sub-environment themselves, without reset options, so
+a start chosen by the trainer cannot travel with the reset call. ``AssignedStart`` sits inside
+each worker instead: it holds the start assigned to that worker (an id and the env's reset
+options, e.g. ``{"peg_pose": [...]}``) and applies it at every reset until another is assigned.
+The driver assigns with ``envs.unwrapped.set_attr("assigned_start", [(id, options), ...])`` (one
+per env; ``None`` for the env's own start distribution).
+
+Every step's ``info`` carries ``start_id`` (the id of the start the running episode began from;
+-1 for the env's own distribution), so the trainer can attribute each finished episode to its
+start. A start the env rejects (its ``reset`` raises ``ValueError``) is never replaced silently:
+the episode begins from the env's own distribution with ``start_id = -1``, its reset info
+carries ``start_rejected`` (the error message) and ``rejected_starts`` counts them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Tuple
+
+import gymnasium as gym
+
+DEFAULT_START_ID = -1
+
+Start = Tuple[int, Dict[str, Any]]  # (start id, reset options)
+
+
+class AssignedStart(gym.Wrapper):
+    """Applies the worker's assigned start at every reset and tags every step with its id."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.assigned_start: Optional[Start] = None
+        self.rejected_starts = 0
+        self._start_id = DEFAULT_START_ID
+
+    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
+        if self.assigned_start is None:
+            self._start_id = DEFAULT_START_ID
+            obs, info = self.env.reset(seed=seed, options=options)
+            return obs, {**info, "start_id": self._start_id}
+        start_id, start_options = self.assigned_start
+        if options:
+            raise ValueError(
+                f"reset options {sorted(options)} given while start {start_id} is assigned; "
+                "assign the start instead (or assign None)"
+            )
+        try:
+            obs, info = self.env.reset(seed=seed, options=dict(start_options))
+            self._start_id = int(start_id)
+        except ValueError as error:
+            self.rejected_starts += 1
+            self._start_id = DEFAULT_START_ID
+            obs, info = self.env.reset(seed=seed)
+            info = {**info, "start_rejected": f"start {start_id}: {error}"}
+        return obs, {**info, "start_id": self._start_id}
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, reward, terminated, truncated, {**info, "start_id": self._start_id}
