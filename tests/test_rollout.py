@@ -109,7 +109,15 @@ def test_collector_keeps_terminated_and_truncated_apart_and_bootstraps_final_obs
     assert torch.all(buffer.actions == 5.0)
     assert torch.all(buffer.obs[1:, :, 1][buffer.obs[1:, :, 0] > 0] == 1.0)
     assert model.normalizer_calls == 0  # the trainer merges the rollout after its update
+    episodes = stats.pop("episodes")
     assert stats == {"returns": [3.0, 3.0, 5.0, 5.0], "lengths": [3, 3, 5, 5], "successes": [1.0, 1.0, 0.0, 0.0]}
+    # One record per ended episode, env index first; no start ids without AssignedStart.
+    assert [(e["env"], e["return"], e["length"], e["success"], e["start_id"]) for e in episodes] == [
+        (0, 3.0, 3, True, None),
+        (1, 3.0, 3, True, None),
+        (0, 5.0, 5, False, None),
+        (1, 5.0, 5, False, None),
+    ]
     # GAE at the truncation step bootstraps from 5: delta = 1 + 0.9 * 5 - 4
     assert buffer.advantages[7, 0].item() == pytest.approx(1 + 0.9 * 5 - 4)
 
