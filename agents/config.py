@@ -42,6 +42,7 @@ class GymEnvConfig:
     """Any registered Gymnasium id; ``kwargs`` go to ``gymnasium.make`` unchecked (add keys: ``+env.kwargs.k=v``)."""
 
     validate_kwargs: ClassVar[Optional[Callable]] = None  # free-form kwargs: gymnasium checks them
+    curriculum_starts: ClassVar[Optional[str]] = None  # "module:function" (config, difficulty, rng) -> options
     name: str = "gym"
     id: str = MISSING
     max_episode_steps: Optional[int] = None  # None: the id's registered limit
@@ -53,6 +54,7 @@ class PegInsertionEnvConfig:
     """The peg-in-hole env; ``kwargs`` are checked field by field against ``PegInsertionConfig``."""
 
     validate_kwargs: ClassVar[Optional[Callable]] = staticmethod(validate_peg_insertion_config)
+    curriculum_starts: ClassVar[Optional[str]] = "envs.peg_insertion:start_at_difficulty"  # near-goal starts
     name: str = "peg_insertion"
     id: str = "GraphInsertion/PegInsertion-v0"
     max_episode_steps: Optional[int] = 100
@@ -64,6 +66,7 @@ class PackedObjectsEnvConfig:
     """The packed-objects env; ``kwargs`` are checked field by field against ``PackedObjectsConfig``."""
 
     validate_kwargs: ClassVar[Optional[Callable]] = staticmethod(validate_packed_objects)
+    curriculum_starts: ClassVar[Optional[str]] = None
     name: str = "packed_objects"
     id: str = "GraphInsertion/PackedObjects-v0"
     max_episode_steps: Optional[int] = 200
@@ -142,9 +145,43 @@ class GNNModelConfig:
 
 @dataclass
 class NoCurriculumConfig:
-    """Placeholder: a fixed task for the whole run."""
+    """No curriculum: every episode starts from the task's own start distribution."""
 
+    target: ClassVar[Optional[str]] = None
     name: str = "none"
+
+
+@dataclass
+class AdaptiveCurriculumConfig:
+    """``curriculum.adaptive.AdaptiveCurriculum``: near-goal starts moved outward while the policy succeeds."""
+
+    target: ClassVar[Optional[str]] = "curriculum.adaptive:AdaptiveCurriculum"
+    name: str = "adaptive"
+    initial_difficulty: float = 0.0  # 0: the goal; 1: the task's own start distribution
+    min_difficulty: float = 0.0
+    max_difficulty: float = 1.0
+    step: float = 0.05  # difficulty change per move
+    upper: float = 0.75  # success over the window above this: harder
+    lower: float = 0.5  # below this: easier
+    window: int = 20  # curriculum episodes per decision
+    full_distribution_fraction: float = 0.1  # starts drawn from the task's own distribution throughout
+
+
+def validate_curriculum_config(cfg) -> None:
+    """Ranges of an ``AdaptiveCurriculumConfig`` node."""
+    if not 0.0 <= cfg.min_difficulty <= cfg.initial_difficulty <= cfg.max_difficulty <= 1.0:
+        raise ValueError(
+            "need 0 <= min_difficulty <= initial_difficulty <= max_difficulty <= 1, got "
+            f"{cfg.min_difficulty}, {cfg.initial_difficulty}, {cfg.max_difficulty}"
+        )
+    if not 0.0 < cfg.step <= 1.0:
+        raise ValueError(f"step must be in (0, 1], got {cfg.step}")
+    if not 0.0 <= cfg.lower <= cfg.upper <= 1.0:
+        raise ValueError(f"need 0 <= lower <= upper <= 1, got lower={cfg.lower}, upper={cfg.upper}")
+    if cfg.window < 1:
+        raise ValueError(f"window must be >= 1, got {cfg.window}")
+    if not 0.0 <= cfg.full_distribution_fraction <= 1.0:
+        raise ValueError(f"full_distribution_fraction must be in [0, 1], got {cfg.full_distribution_fraction}")
 
 
 # --------------------------------------------------------------- logger
@@ -236,7 +273,7 @@ GROUP_SCHEMAS: Dict[str, Dict[str, type]] = {
     "env": {"gym": GymEnvConfig, "peg_insertion": PegInsertionEnvConfig, "packed_objects": PackedObjectsEnvConfig},
     "agent": {"ppo": PPOAgentConfig, "trpo": TRPOAgentConfig},
     "model": {"mlp": MLPModelConfig, "gnn": GNNModelConfig},
-    "curriculum": {"none": NoCurriculumConfig},
+    "curriculum": {"none": NoCurriculumConfig, "adaptive": AdaptiveCurriculumConfig},
     "logger": {"default": LoggerConfig},
 }
 
@@ -325,6 +362,13 @@ def validate_train_config(cfg: DictConfig) -> None:
     if env.validate_kwargs is not None:
         kwargs = OmegaConf.to_object(cfg.env.kwargs)
         _reraise("env.kwargs", lambda: env.validate_kwargs(kwargs))
+    if GROUP_SCHEMAS["curriculum"][cfg.curriculum.name].target is not None:
+        _reraise("curriculum", lambda: validate_curriculum_config(cfg.curriculum))
+        if env.curriculum_starts is None:
+            raise ValueError(
+                f"curriculum={cfg.curriculum.name} needs near-goal starts, which env={cfg.env.name} "
+                "does not define (start_at_difficulty); use curriculum=none"
+            )
 
 
 def _reraise(prefix: str, check) -> None:

@@ -52,3 +52,9 @@ def build_algorithm(agent_cfg: DictConfig, model: torch.nn.Module):
     schema = _schema("agent", agent_cfg.name)
     values = OmegaConf.to_container(agent_cfg, resolve=True)
     return _load(schema.target)(model, dataclass_from(schema.algorithm_config, values))
+
+
+def build_plugins(cfg: DictConfig) -> list:
+    """The trainer plugins the config selects: the curriculum (none for ``curriculum=none``)."""
+    schema = _schema("curriculum", cfg.curriculum.name)
+    return [] if schema.target is None else [_load(schema.target)(cfg.curriculum, cfg)]

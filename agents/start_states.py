@@ -8,10 +8,11 @@ The driver assigns with ``envs.unwrapped.set_attr("assigned_start", [(id, option
 per env; ``None`` for the env's own start distribution).
 
 Every step's ``info`` carries ``start_id`` (the id of the start the running episode began from;
--1 for the env's own distribution), so the trainer can attribute each finished episode to its
-start. A start the env rejects (its ``reset`` raises ``ValueError``) is never replaced silently:
-the episode begins from the env's own distribution with ``start_id = -1``, its reset info
-carries ``start_rejected`` (the error message) and ``rejected_starts`` counts them.
+-1 for the env's own distribution; the whole start is ``current_start``), so the trainer can
+attribute each finished episode to its start. A start the env rejects (its ``reset`` raises
+``ValueError``) is never replaced silently: the episode begins from the env's own distribution
+with ``start_id = -1``, its reset info carries ``start_rejected`` (the error message) and
+``rejected_starts`` counts them.
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ class AssignedStart(gym.Wrapper):
     def __init__(self, env: gym.Env):
         super().__init__(env)
         self.assigned_start: Optional[Start] = None
+        self.current_start: Optional[Start] = None  # the start the running episode began from
         self.rejected_starts = 0
         self._start_id = DEFAULT_START_ID
 
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
+        self.current_start = None
         if self.assigned_start is None:
             self._start_id = DEFAULT_START_ID
             obs, info = self.env.reset(seed=seed, options=options)
@@ -47,7 +50,7 @@ class AssignedStart(gym.Wrapper):
             )
         try:
             obs, info = self.env.reset(seed=seed, options=dict(start_options))
-            self._start_id = int(start_id)
+            self._start_id, self.current_start = int(start_id), self.assigned_start
         except ValueError as error:
             self.rejected_starts += 1
             self._start_id = DEFAULT_START_ID

@@ -50,7 +50,7 @@ from agents.buffer import RolloutBuffer
 from agents.config import to_container, validate_train_config
 from agents.evaluation import episode_metric, evaluate_during_training, mean_or_nan
 from agents.logger import Logger
-from agents.registry import build_algorithm, build_model
+from agents.registry import build_algorithm, build_model, build_plugins
 from agents.rollout import RolloutCollector
 from agents.run_state import RunState, StopSignal, seed_everything
 from agents.training_envs import env_kwargs, make_env, make_training_envs, restore_reward_statistics, reward_statistics
@@ -103,7 +103,7 @@ class Trainer:
         validate_train_config(cfg)
         self.cfg, self.run_dir, self.resume_from = cfg, Path(run_dir), checkpoint
         self.checkpoint_dir = self.run_dir / "checkpoints"
-        self.plugins = list(plugins or [])
+        self.plugins = [*build_plugins(cfg), *(plugins or [])]
         if len({p.name for p in self.plugins}) != len(self.plugins):
             raise ValueError(f"plugin names must be unique, got {[p.name for p in self.plugins]}")
         self.batch_size = cfg.num_envs * cfg.rollout_steps

@@ -79,7 +79,7 @@ def make_training_envs(cfg: DictConfig) -> gym.vector.VectorEnv:
         seed=cfg.seed,
         asynchronous=cfg.async_envs,
         context=context,
-        info_keys=cfg.info_keys,
+        info_keys=None if cfg.info_keys is None else [*cfg.info_keys, *curriculum_info_keys(cfg)],
     )
     if cfg.normalize_rewards:
         # Rewards divided by the running std of their discounted sum (as SB3's VecNormalize and
@@ -101,3 +101,8 @@ def restore_reward_statistics(envs: gym.vector.VectorEnv, saved: Optional[Mappin
     if isinstance(envs, gym.wrappers.vector.NormalizeReward):
         stats = envs.return_rms
         stats.mean, stats.var, stats.count = np.float64(saved["mean"]), np.float64(saved["var"]), saved["count"]
+
+
+def curriculum_info_keys(cfg: DictConfig) -> list:
+    """Info entries a curriculum reads (the start each episode began from), besides ``info_keys``."""
+    return [] if cfg.curriculum.name == "none" else ["start_id", "start_rejected"]

@@ -1,7 +1,8 @@
-"""Curricula that choose episode start states (reverse curriculum: start near the goal, move outward).
+"""Curricula that choose episode start states, as trainer plugins (``agents.trainer.TrainerPlugin``).
 
-Not implemented yet: ``configs/curriculum/none.yaml`` (a fixed task for the whole run) is the only
-option. The environments already accept explicit start states through
-``reset(options={"peg_pose": ...})`` and report them with ``get_start_state()``, which is the
-interface a scheduler will drive.
+- ``curriculum=none``: every episode starts from the task's own start distribution.
+- ``curriculum=adaptive`` (``curriculum/adaptive.py``): a scalar difficulty, starts near the goal
+  moved outward while the policy succeeds (the env's ``start_at_difficulty``; peg insertion has one).
+
+Starts reach the env workers through ``agents/start_states.py``, at every reset.
 """

@@ -264,3 +264,23 @@ class PegInsertionEnv(InsertionEnv):
             raise ValueError("pass either config=... or keyword overrides, not both")
         config = validate(config) if config is not None else make_peg_insertion_config(**overrides)
         super().__init__(PegInsertionTask(config), render_mode=render_mode)
+
+
+def start_at_difficulty(config: PegInsertionConfig, difficulty: float, rng: np.random.Generator) -> Dict[str, list]:
+    """Reset options of a start at ``difficulty`` in [0, 1], for near-goal curricula.
+
+    0 is the goal (fully inserted), 1 the task's own start distribution (``start_low/high``). The
+    path first withdraws the peg along the hole axis (straight, centred: every such start fits
+    through the opening whatever the clearance), then, above the opening, widens the start ranges
+    in proportion, so the hardest starts are exactly the full distribution.
+    """
+    if not 0.0 <= difficulty <= 1.0:
+        raise ValueError(f"difficulty must be in [0, 1], got {difficulty}")
+    depth, top = config.hole_depth, config.start_high[2]
+    inside = depth / (depth + top)  # the share of the path spent inside the hole
+    if difficulty <= inside:
+        pose = [0.0, 0.0, -depth + difficulty * (depth + top), 0.0, 0.0, 0.0]
+    else:
+        scale = (difficulty - inside) / (1.0 - inside)
+        pose = rng.uniform(np.asarray(config.start_low) * scale, np.asarray(config.start_high) * scale).tolist()
+    return {"peg_pose": pose}

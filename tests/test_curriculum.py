@@ -1,0 +1,154 @@
+"""The adaptive near-goal curriculum: starts by difficulty, the schedule, training with it, resume."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from golden_training import ROOT
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+import envs
+from agents import checkpoint as ckpt
+from agents.config import register_configs, validate_train_config
+from agents.trainer import Trainer, train
+from envs.config import make_peg_insertion_config
+from envs.peg_insertion import start_at_difficulty
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+PEG = [
+    "curriculum=adaptive",
+    "env.kwargs.robot=floating",
+    "env.max_episode_steps=30",
+    "num_envs=2",
+    "rollout_steps=64",
+    "agent.num_epochs=1",
+    "async_envs=false",
+    "progress_bar=false",
+    "logger.wandb.mode=disabled",
+    "checkpoint_every=2",
+    "curriculum.window=4",
+]
+
+
+def config(*overrides):
+    register_configs()
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides))
+
+
+# ------------------------------------------------------------------ starts by difficulty
+
+
+def test_difficulty_zero_is_the_goal_and_one_the_full_distribution():
+    cfg, rng = make_peg_insertion_config(), np.random.default_rng(0)
+    assert start_at_difficulty(cfg, 0.0, rng)["peg_pose"] == [0.0, 0.0, -cfg.hole_depth, 0.0, 0.0, 0.0]
+    for _ in range(20):
+        pose = np.array(start_at_difficulty(cfg, 1.0, rng)["peg_pose"])
+        assert np.all(pose >= cfg.start_low) and np.all(pose <= cfg.start_high)
+    with pytest.raises(ValueError, match="difficulty must be in"):
+        start_at_difficulty(cfg, 1.5, rng)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"peg_shape": "box", "clearance": 0.0005}])
+def test_every_difficulty_gives_starts_the_env_accepts_farther_with_difficulty(kwargs):
+    env = gym.make(envs.PEG_INSERTION_ID, robot="floating", **kwargs)
+    cfg, rng = env.unwrapped.config, np.random.default_rng(1)
+    distances = []
+    for difficulty in np.linspace(0.0, 1.0, 11):
+        per_level = []
+        for _ in range(5):
+            _, info = env.reset(seed=0, options=start_at_difficulty(cfg, float(difficulty), rng))
+            per_level.append(info["keypoint_distance"])
+        distances.append(np.mean(per_level))
+    env.close()
+    assert distances[0] < 1e-3 and np.all(np.diff(distances) > 0)
+
+
+# ------------------------------------------------------------------ schedule
+
+
+def make_curriculum(**overrides):
+    from curriculum.adaptive import AdaptiveCurriculum
+
+    cfg = config(*PEG, *(f"curriculum.{k}={v}" for k, v in overrides.items()))
+    return AdaptiveCurriculum(cfg.curriculum, cfg)
+
+
+def feed(curriculum, successes):
+    curriculum.window.extend(successes)
+    curriculum._adapt()
+
+
+def test_difficulty_moves_with_success_over_a_full_window_within_its_bounds():
+    curriculum = make_curriculum(initial_difficulty=0.5, step=0.1, max_difficulty=0.6)
+    feed(curriculum, [1.0, 1.0, 1.0])  # window of 4 not full yet
+    assert curriculum.difficulty == 0.5
+    feed(curriculum, [1.0])  # 100% > 0.75: harder, window restarts
+    assert curriculum.difficulty == pytest.approx(0.6) and len(curriculum.window) == 0
+    feed(curriculum, [1.0] * 4)
+    assert curriculum.difficulty == pytest.approx(0.6)  # max_difficulty
+    feed(curriculum, [0.0, 1.0, 0.0, 1.0])  # 50%: between lower and upper, stays
+    assert curriculum.difficulty == pytest.approx(0.6) and len(curriculum.window) == 4
+    feed(curriculum, [0.0] * 4)  # 25% < 0.5: easier
+    assert curriculum.difficulty == pytest.approx(0.5)
+
+
+def test_full_distribution_fraction_of_starts():
+    curriculum = make_curriculum(full_distribution_fraction=0.3)
+    starts = curriculum._new_starts(2000)
+    assert np.mean([s is None for s in starts]) == pytest.approx(0.3, abs=0.04)
+    ids = [s[0] for s in starts if s is not None]
+    assert ids == sorted(set(ids))  # every curriculum start has its own id
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ([*PEG, "curriculum.upper=0.4"], "need 0 <= lower <= upper <= 1"),
+        ([*PEG, "curriculum.initial_difficulty=2"], "initial_difficulty"),
+        ([*PEG, "curriculum.window=0"], "window must be >= 1"),
+        (["curriculum=adaptive", "env=gym", "env.id=Pendulum-v1", "model=mlp"], "env=gym does not define"),
+    ],
+)
+def test_bad_curriculum_configs_name_the_problem(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        validate_train_config(config(*overrides))
+
+
+# ------------------------------------------------------------------ training
+
+
+def test_training_with_the_curriculum_logs_and_raises_difficulty(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    train(config(*PEG, "total_steps=768"), tmp_path / "run")
+    with open(tmp_path / "run" / "metrics.csv") as f:
+        rows = [
+            dict(zip(header, line.strip().split(","))) for header in [f.readline().strip().split(",")] for line in f
+        ]
+    difficulties = [float(r["curriculum/difficulty"]) for r in rows]
+    assert difficulties[0] > 0.0  # near-goal starts succeed at once: the first window moves it
+    assert all(b >= a for a, b in zip(difficulties, difficulties[1:]))
+    assert float(rows[0]["curriculum/episodes"]) > 0 and "curriculum/rejected_starts" in rows[0]
+
+
+def test_resume_restores_the_curriculum_and_each_workers_start(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run_dir = tmp_path / "run"
+    train(config(*PEG, "total_steps=512"), run_dir)
+    saved = ckpt.load_checkpoint(run_dir / "checkpoints" / ckpt.LATEST)
+    state = saved["trainer"]["plugins"]["curriculum"]
+
+    trainer = Trainer(config(*PEG, "total_steps=1024"), run_dir, checkpoint=saved)
+    trainer.build()
+    try:
+        curriculum = trainer.plugins[0]
+        assert curriculum.difficulty == state["difficulty"] and list(curriculum.window) == state["window"]
+        assert curriculum.rng.bit_generator.state == state["rng"]
+        workers = trainer.envs.unwrapped
+        assert list(workers.get_attr("current_start")) == state["starts"]["current"]  # in-flight episodes replayed
+        assert list(workers.get_attr("assigned_start")) == state["starts"]["next"]
+        assert OmegaConf.select(trainer.cfg, "curriculum.name") == "adaptive"
+    finally:
+        trainer.envs.close()
+        trainer.logger.close()
