@@ -167,8 +167,26 @@ class AdaptiveCurriculumConfig:
     full_distribution_fraction: float = 0.1  # starts drawn from the task's own distribution throughout
 
 
+@dataclass
+class ReverseCurriculumConfig:
+    """``curriculum.reverse.ReverseCurriculum``: starts grown backward from the goal by random walks."""
+
+    target: ClassVar[Optional[str]] = "curriculum.reverse:ReverseCurriculum"
+    name: str = "reverse"
+    brownian_steps: int = 10  # random actions per walk from a parent start
+    walk_action_scale: float = 0.2  # the walks' actions are uniform in [-scale, scale]^6
+    r_min: float = 0.1  # a start is good when its success rate lies in [r_min, r_max] ...
+    r_max: float = 0.9
+    min_visits: int = 2  # ... after this many episodes from it
+    replay_fraction: float = 0.2  # starts drawn again from the buffer of old ones
+    full_distribution_fraction: float = 0.1  # starts drawn from the task's own distribution throughout
+    max_starts: int = 2000  # buffer size; the oldest starts that are not good are dropped first
+
+
 def validate_curriculum_config(cfg) -> None:
-    """Ranges of an ``AdaptiveCurriculumConfig`` node."""
+    """Ranges of an ``AdaptiveCurriculumConfig`` or ``ReverseCurriculumConfig`` node."""
+    if cfg.name == "reverse":
+        return _validate_reverse_config(cfg)
     if not 0.0 <= cfg.min_difficulty <= cfg.initial_difficulty <= cfg.max_difficulty <= 1.0:
         raise ValueError(
             "need 0 <= min_difficulty <= initial_difficulty <= max_difficulty <= 1, got "
@@ -182,6 +200,19 @@ def validate_curriculum_config(cfg) -> None:
         raise ValueError(f"window must be >= 1, got {cfg.window}")
     if not 0.0 <= cfg.full_distribution_fraction <= 1.0:
         raise ValueError(f"full_distribution_fraction must be in [0, 1], got {cfg.full_distribution_fraction}")
+
+
+def _validate_reverse_config(cfg) -> None:
+    for name in ("brownian_steps", "min_visits", "max_starts"):
+        if cfg[name] < 1:
+            raise ValueError(f"{name} must be >= 1, got {cfg[name]}")
+    if not 0.0 < cfg.walk_action_scale <= 1.0:
+        raise ValueError(f"walk_action_scale must be in (0, 1], got {cfg.walk_action_scale}")
+    if not 0.0 <= cfg.r_min <= cfg.r_max <= 1.0:
+        raise ValueError(f"need 0 <= r_min <= r_max <= 1, got r_min={cfg.r_min}, r_max={cfg.r_max}")
+    for name in ("replay_fraction", "full_distribution_fraction"):
+        if not 0.0 <= cfg[name] <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {cfg[name]}")
 
 
 # --------------------------------------------------------------- logger
@@ -273,7 +304,11 @@ GROUP_SCHEMAS: Dict[str, Dict[str, type]] = {
     "env": {"gym": GymEnvConfig, "peg_insertion": PegInsertionEnvConfig, "packed_objects": PackedObjectsEnvConfig},
     "agent": {"ppo": PPOAgentConfig, "trpo": TRPOAgentConfig},
     "model": {"mlp": MLPModelConfig, "gnn": GNNModelConfig},
-    "curriculum": {"none": NoCurriculumConfig, "adaptive": AdaptiveCurriculumConfig},
+    "curriculum": {
+        "none": NoCurriculumConfig,
+        "adaptive": AdaptiveCurriculumConfig,
+        "reverse": ReverseCurriculumConfig,
+    },
     "logger": {"default": LoggerConfig},
 }
 

@@ -96,7 +96,7 @@ def test_difficulty_moves_with_success_over_a_full_window_within_its_bounds():
 
 def test_full_distribution_fraction_of_starts():
     curriculum = make_curriculum(full_distribution_fraction=0.3)
-    starts = curriculum._new_starts(2000)
+    starts = curriculum.new_starts(2000)
     assert np.mean([s is None for s in starts]) == pytest.approx(0.3, abs=0.04)
     ids = [s[0] for s in starts if s is not None]
     assert ids == sorted(set(ids))  # every curriculum start has its own id
@@ -142,8 +142,8 @@ def test_resume_restores_the_curriculum_and_each_workers_start(tmp_path, monkeyp
     trainer = Trainer(config(*PEG, "total_steps=1024"), run_dir, checkpoint=saved)
     trainer.build()
     try:
-        curriculum = trainer.plugins[0]
-        assert curriculum.difficulty == state["difficulty"] and list(curriculum.window) == state["window"]
+        curriculum, schedule = trainer.plugins[0], state["schedule"]
+        assert curriculum.difficulty == schedule["difficulty"] and list(curriculum.window) == schedule["window"]
         assert curriculum.rng.bit_generator.state == state["rng"]
         workers = trainer.envs.unwrapped
         assert list(workers.get_attr("current_start")) == state["starts"]["current"]  # in-flight episodes replayed
@@ -152,3 +152,76 @@ def test_resume_restores_the_curriculum_and_each_workers_start(tmp_path, monkeyp
     finally:
         trainer.envs.close()
         trainer.logger.close()
+
+
+# ------------------------------------------------------------------ reverse curriculum
+
+REVERSE = [o if o != "curriculum=adaptive" else "curriculum=reverse" for o in PEG if not o.startswith("curriculum.")]
+
+
+def make_reverse(**overrides):
+    from curriculum.reverse import ReverseCurriculum
+
+    cfg = config(*REVERSE, *(f"curriculum.{k}={v}" for k, v in overrides.items()))
+    return ReverseCurriculum(cfg.curriculum, cfg)
+
+
+def test_random_walks_from_the_goal_give_valid_starts_away_from_it():
+    curriculum = make_reverse(full_distribution_fraction=0.0, replay_fraction=0.0)
+    try:
+        starts = curriculum.new_starts(6)
+        goal = np.array(curriculum.goal["peg_pose"])
+        env = gym.make(envs.PEG_INSERTION_ID, robot="floating")
+        for _, options in starts:
+            env.reset(seed=0, options=options)  # a valid start: the env accepts it
+            assert np.abs(np.array(options["peg_pose"]) - goal).max() > 1e-4
+        env.close()
+        assert [s[0] for s in starts] == list(range(6)) and len(curriculum.starts) == 6
+    finally:
+        curriculum.walker.close()
+
+
+def test_parents_are_good_starts_then_mastered_ones_and_stats_count_episodes():
+    curriculum = make_reverse(min_visits=2, r_min=0.1, r_max=0.9)
+    try:
+        curriculum.starts = {
+            0: {"options": {}, "visits": 4, "successes": 4},  # mastered
+            1: {"options": {}, "visits": 1, "successes": 0},
+        }  # too few visits
+        assert curriculum.good_starts() == [] and curriculum._mastered_starts() == [0]
+        curriculum.observe(
+            [{"start_id": 1, "success": True}, {"start_id": 1, "success": False}, {"start_id": 99, "success": True}]
+        )  # 99: unknown (forgotten), ignored
+        assert curriculum.starts[1] == {"options": {}, "visits": 3, "successes": 1}
+        assert curriculum.good_starts() == [1]
+    finally:
+        curriculum.walker.close()
+
+
+def test_training_with_the_reverse_curriculum_resumes_its_start_buffer(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run_dir = tmp_path / "run"
+    train(config(*REVERSE, "total_steps=512"), run_dir)
+    saved = ckpt.load_checkpoint(run_dir / "checkpoints" / ckpt.LATEST)
+    schedule = saved["trainer"]["plugins"]["curriculum"]["schedule"]
+    assert len(schedule["starts"]) >= 2 and sum(s["visits"] for s in schedule["starts"].values()) > 0
+    trainer = Trainer(config(*REVERSE, "total_steps=1024"), run_dir, checkpoint=saved)
+    trainer.build()
+    try:
+        assert trainer.plugins[0].starts == {int(k): v for k, v in schedule["starts"].items()}
+    finally:
+        trainer.plugins[0].walker.close()
+        trainer.envs.close()
+        trainer.logger.close()
+
+
+def test_a_settled_inserted_state_is_a_valid_start_again():
+    """get_start_state() -> reset() must accept the env's own states, contact penetration included."""
+    env = gym.make(envs.PEG_INSERTION_ID, robot="floating", terminate_on_success=False)
+    env.reset(seed=0, options={"peg_pose": [0.0, 0.0, 0.005, 0.0, 0.0, 0.0]})
+    for _ in range(12):  # press down into the hole floor
+        env.step(np.array([0, 0, -1, 0, 0, 0], np.float32))
+    state = env.unwrapped.get_start_state()
+    assert state["peg_pose"][2] < -env.unwrapped.config.hole_depth  # the floor gives a little
+    env.reset(seed=0, options=state)
+    env.close()
