@@ -20,13 +20,11 @@ from pathlib import Path
 from typing import Dict, List
 
 import torch
-from hydra import compose, initialize_config_dir
+from train_config import compose_train
 
 from agents.checkpoint import LATEST, load_checkpoint
-from agents.config import register_configs
 from agents.trainer import train
 
-ROOT = Path(__file__).resolve().parents[1]
 GOLDEN_FILE = Path(__file__).parent / "data" / "golden_training.json"
 COMMON = ["async_envs=false", "progress_bar=false", "logger.wandb.mode=disabled", "checkpoint_every=2"]
 CASES: Dict[str, List[str]] = {
@@ -66,12 +64,6 @@ CASES: Dict[str, List[str]] = {
 }
 
 
-def _compose(overrides: List[str]):
-    register_configs()
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return compose(config_name="train", overrides=[*COMMON, *overrides])
-
-
 def _finite_or_none(value: str):
     number = float(value) if value != "" else math.nan
     return None if math.isnan(number) else number
@@ -80,7 +72,7 @@ def _finite_or_none(value: str):
 def run_case(overrides: List[str]) -> Dict[str, object]:
     """Train one case in a temporary run directory; return its metrics (no timings) and checksums."""
     with tempfile.TemporaryDirectory() as run_dir:
-        result = train(_compose(overrides), Path(run_dir))
+        result = train(compose_train([*COMMON, *overrides]), Path(run_dir))
         with open(Path(run_dir) / "metrics.csv") as f:
             rows = [
                 {k: _finite_or_none(v) for k, v in row.items() if not k.startswith("time/")}

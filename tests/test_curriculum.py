@@ -3,13 +3,12 @@
 import gymnasium as gym
 import numpy as np
 import pytest
-from golden_training import ROOT
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
+from train_config import compose_train
 
 import envs
 from agents import checkpoint as ckpt
-from agents.config import register_configs, validate_train_config
+from agents.config import validate_train_config
 from agents.trainer import Trainer, train
 from envs.config import make_peg_insertion_config
 from envs.peg_insertion import start_at_difficulty
@@ -32,9 +31,7 @@ PEG = [
 
 
 def config(*overrides):
-    register_configs()
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides))
+    return compose_train(overrides)
 
 
 # ------------------------------------------------------------------ starts by difficulty

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from train_config import compose_train
 
 from agents import checkpoint as ckpt
 from agents.config import register_configs, validate_train_config
@@ -115,12 +116,6 @@ def error_text(error: BaseException) -> str:
         parts.append(str(error))
         error = error.__cause__ or error.__context__
     return "\n".join(parts)
-
-
-def compose_train(overrides: list, config_dir: str = CONFIGS):
-    register_configs()
-    with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
 
 
 @pytest.mark.parametrize(

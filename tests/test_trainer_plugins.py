@@ -3,11 +3,9 @@
 import csv
 
 import pytest
-from golden_training import ROOT
-from hydra import compose, initialize_config_dir
+from train_config import compose_train
 
 from agents import checkpoint as ckpt
-from agents.config import register_configs
 from agents.trainer import TrainerPlugin, train
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -52,9 +50,7 @@ class EpisodeCounter(TrainerPlugin):
 
 
 def config(total_steps):
-    register_configs()
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return compose(config_name="train", overrides=[*PENDULUM, f"total_steps={total_steps}"])
+    return compose_train([*PENDULUM, f"total_steps={total_steps}"])
 
 
 def test_plugin_sees_every_rollout_logs_and_resumes(tmp_path, monkeypatch):

@@ -1,0 +1,17 @@
+"""The training config as ``scripts/train.py`` composes it, for in-process tests."""
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+
+from agents.config import register_configs
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = str(ROOT / "configs")
+
+
+def compose_train(overrides, config_dir: str = CONFIGS):
+    """``configs/train.yaml`` with ``overrides`` (``key=value`` strings), typed by the schemas."""
+    register_configs()
+    with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides))
