@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: train test lint demo benchmark clean
+.PHONY: train test lint demo demo-packing benchmark clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -23,6 +23,10 @@ train: $(STAMP)
 # The scripted (non-learned) controller: success over 100 seeds and a video.
 demo: $(STAMP)
 	$(PY) scripts/scripted_insertion.py
+
+# The scripted packed-objects controllers: push-then-insert vs straight descent over 100 seeds, and a video.
+demo-packing: $(STAMP)
+	$(PY) scripts/scripted_packing.py
 
 test: $(STAMP)
 	$(PY) -m pytest tests

@@ -382,6 +382,14 @@ class PackedObjectsTask(Task):
             poses.append([x, y, math.atan2(rotation[1, 0], rotation[0, 0])])
         return poses
 
+    def goal_poses(self) -> Dict[str, list]:
+        """The goal arrangement in the tray frame: the held box's ``slot`` [x, y] on the floor and each
+        packed box's ``object_poses`` [x, y, yaw] (the form of ``start_state``; any quarter turn is in place too)."""
+        return {
+            "slot": self._slot_xy.tolist(),
+            "object_poses": [[x, y, 0.0] for x, y in self._goal_xy[1:].tolist()],
+        }
+
     def save_state(self) -> Dict[str, Any]:
         return {"tray_pose": self._tray_pose.copy()}
 
