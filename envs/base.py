@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import gymnasium as gym
 import numpy as np
@@ -223,3 +223,22 @@ class InsertionEnv(gym.Env):
         if getattr(self, "sim", None) is not None:
             self.sim.close()
             self.sim = None
+
+
+class TaskEnv(InsertionEnv):
+    """The registered env of one task: built from keyword overrides or a ready config.
+
+    A subclass names its ``task_class`` and its config functions; ``gymnasium.make`` passes the
+    keyword arguments, each a field of the task's config (nested sections accept dicts).
+    """
+
+    task_class: type
+    make_config: Callable[..., Any]  # keyword overrides -> validated config
+    validate_config: Callable[[Any], Any]  # a ready config -> the same config, validated
+
+    def __init__(self, render_mode: Optional[str] = None, config: Optional[Any] = None, **overrides):
+        if config is not None and overrides:
+            raise ValueError("pass either config=... or keyword overrides, not both")
+        cls = type(self)
+        config = cls.validate_config(config) if config is not None else cls.make_config(**overrides)
+        super().__init__(cls.task_class(config), render_mode=render_mode)

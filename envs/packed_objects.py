@@ -29,7 +29,7 @@ import numpy as np
 import pybullet
 
 from envs import graph_obs, keypoints
-from envs.base import InsertionEnv
+from envs.base import TaskEnv
 from envs.config import (
     PackedObjectsConfig,
     default_held_slot,
@@ -402,15 +402,13 @@ class PackedObjectsTask(Task):
         return Camera(target=[x, y, z + 0.02], distance=0.5, yaw=yaw, pitch=-40.0)
 
 
-class PackedObjectsEnv(InsertionEnv):
+class PackedObjectsEnv(TaskEnv):
     """Gymnasium environment of the packed-objects task with delta end-effector pose actions.
 
     Keyword arguments are the fields of :class:`envs.config.PackedObjectsConfig` (nested
     ``reward``, ``randomization`` and ``sim`` accept dicts), or pass a ready ``config``.
     """
 
-    def __init__(self, render_mode: Optional[str] = None, config: Optional[PackedObjectsConfig] = None, **overrides):
-        if config is not None and overrides:
-            raise ValueError("pass either config=... or keyword overrides, not both")
-        config = validate_packed_objects(config) if config is not None else make_packed_objects_config(**overrides)
-        super().__init__(PackedObjectsTask(config), render_mode=render_mode)
+    task_class = PackedObjectsTask
+    make_config = staticmethod(make_packed_objects_config)
+    validate_config = staticmethod(validate_packed_objects)

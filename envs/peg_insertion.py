@@ -24,7 +24,7 @@ import numpy as np
 import pybullet
 
 from envs import graph_obs, keypoints
-from envs.base import InsertionEnv
+from envs.base import TaskEnv
 from envs.config import PegInsertionConfig, make_peg_insertion_config, validate
 from envs.geometry import euler_to_matrix, quat_conjugate, quat_multiply, quat_to_matrix, yaw_rotate
 from envs.rewards import KeypointReward
@@ -252,7 +252,7 @@ class PegInsertionTask(Task):
         return Camera(target=[x, y, z + 0.02], distance=0.4, yaw=yaw, pitch=-25.0)
 
 
-class PegInsertionEnv(InsertionEnv):
+class PegInsertionEnv(TaskEnv):
     """Gymnasium environment for peg-in-hole insertion with delta end-effector pose actions.
 
     Keyword arguments are the fields of :class:`envs.config.PegInsertionConfig`
@@ -260,13 +260,10 @@ class PegInsertionEnv(InsertionEnv):
     ready ``config``.
     """
 
+    task_class = PegInsertionTask
+    make_config = staticmethod(make_peg_insertion_config)
+    validate_config = staticmethod(validate)
     max_nodes = PegInsertionTask.max_nodes
-
-    def __init__(self, render_mode: Optional[str] = None, config: Optional[PegInsertionConfig] = None, **overrides):
-        if config is not None and overrides:
-            raise ValueError("pass either config=... or keyword overrides, not both")
-        config = validate(config) if config is not None else make_peg_insertion_config(**overrides)
-        super().__init__(PegInsertionTask(config), render_mode=render_mode)
 
 
 def start_at_difficulty(config: PegInsertionConfig, difficulty: float, rng: np.random.Generator) -> Dict[str, list]:

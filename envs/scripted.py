@@ -8,6 +8,9 @@ works with either robot.
 
 from __future__ import annotations
 
+import os
+
+import gymnasium as gym
 import numpy as np
 import pybullet
 
@@ -66,3 +69,33 @@ def run_episode(env, policy, seed=None, options=None, render=False):
             frames.append(env.render())
         if terminated or truncated:
             return bool(info.get("is_success", False)), steps, total, frames
+
+
+def success_over_seeds(env_id: str, controller, episodes: int, seed: int, **env_kwargs) -> dict:
+    """Success rate and mean steps to success of ``controller(env)`` over seeds ``seed .. seed + episodes - 1``."""
+    env = gym.make(env_id, **env_kwargs)
+    policy = controller(env)
+    successes, lengths = [], []
+    for episode in range(episodes):
+        success, steps, _, _ = run_episode(env, policy, seed=seed + episode)
+        successes.append(success)
+        if success:
+            lengths.append(steps)
+    env.close()
+    return {
+        "success_rate": float(np.mean(successes)) if successes else float("nan"),
+        "mean_steps_to_success": float(np.mean(lengths)) if lengths else float("nan"),
+    }
+
+
+def record_episode(env_id: str, controller, path: str, seed: int, **env_kwargs) -> bool:
+    """Write a video of one ``controller`` episode to ``path`` (headless rendering); return its success."""
+    import imageio.v2 as imageio
+
+    env = gym.make(env_id, render_mode="rgb_array", **env_kwargs)
+    success, _, _, frames = run_episode(env, controller(env), seed=seed, render=True)
+    env.close()
+    frames += [frames[-1]] * 12  # hold the last frame for half a second
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    imageio.mimsave(path, frames, fps=env.metadata["render_fps"])
+    return success

@@ -12,41 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 
-import gymnasium as gym
-import imageio.v2 as imageio
-import numpy as np
-
 import envs
-from envs.scripted import ScriptedInsertionPolicy, run_episode
-
-
-def evaluate(robot: str, episodes: int, seed: int, **env_kwargs) -> dict:
-    env = gym.make(envs.PEG_INSERTION_ID, robot=robot, **env_kwargs)
-    policy = ScriptedInsertionPolicy(env)
-    successes, lengths = [], []
-    for episode in range(episodes):
-        success, steps, _, _ = run_episode(env, policy, seed=seed + episode)
-        successes.append(success)
-        if success:
-            lengths.append(steps)
-    env.close()
-    return {
-        "success_rate": float(np.mean(successes)) if successes else float("nan"),
-        "mean_steps_to_success": float(np.mean(lengths)) if lengths else float("nan"),
-    }
-
-
-def record(robot: str, path: str, seed: int, **env_kwargs) -> bool:
-    env = gym.make(envs.PEG_INSERTION_ID, robot=robot, render_mode="rgb_array", **env_kwargs)
-    success, _, _, frames = run_episode(env, ScriptedInsertionPolicy(env), seed=seed, render=True)
-    env.close()
-    frames += [frames[-1]] * 12  # hold the last frame for half a second
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    imageio.mimsave(path, frames, fps=env.metadata["render_fps"])
-    return success
+from envs.scripted import ScriptedInsertionPolicy, record_episode, success_over_seeds
 
 
 def main() -> None:
@@ -63,7 +32,11 @@ def main() -> None:
     summary = {"robot": args.robot, **env_kwargs, "episodes": args.episodes}
     if args.episodes > 0:
         start = time.perf_counter()
-        summary.update(evaluate(args.robot, args.episodes, args.seed, **env_kwargs))
+        summary.update(
+            success_over_seeds(
+                envs.PEG_INSERTION_ID, ScriptedInsertionPolicy, args.episodes, args.seed, robot=args.robot, **env_kwargs
+            )
+        )
         summary["seconds"] = round(time.perf_counter() - start, 1)
         print(
             f"{args.robot}: success {summary['success_rate']:.1%} over {args.episodes} seeds "
@@ -71,7 +44,9 @@ def main() -> None:
         )
     if args.video:
         summary["video"] = args.video
-        summary["video_episode_success"] = record(args.robot, args.video, args.seed, **env_kwargs)
+        summary["video_episode_success"] = record_episode(
+            envs.PEG_INSERTION_ID, ScriptedInsertionPolicy, args.video, args.seed, robot=args.robot, **env_kwargs
+        )
         print(f"video of one episode written to {args.video}")
     print(json.dumps(summary))
 

@@ -14,44 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 
-import gymnasium as gym
-import imageio.v2 as imageio
-import numpy as np
-
 import envs
-from envs.scripted import run_episode
+from envs.scripted import record_episode, success_over_seeds
 from envs.scripted_packing import ScriptedPackingPolicy, StraightDescentPolicy
 
 CONTROLLERS = {"push_then_insert": ScriptedPackingPolicy, "straight_descent": StraightDescentPolicy}
-
-
-def evaluate(controller: str, robot: str, episodes: int, seed: int, **env_kwargs) -> dict:
-    env = gym.make(envs.PACKED_OBJECTS_ID, robot=robot, **env_kwargs)
-    policy = CONTROLLERS[controller](env)
-    successes, lengths = [], []
-    for episode in range(episodes):
-        success, steps, _, _ = run_episode(env, policy, seed=seed + episode)
-        successes.append(success)
-        if success:
-            lengths.append(steps)
-    env.close()
-    return {
-        "success_rate": float(np.mean(successes)) if successes else float("nan"),
-        "mean_steps_to_success": float(np.mean(lengths)) if lengths else float("nan"),
-    }
-
-
-def record(robot: str, path: str, seed: int, **env_kwargs) -> bool:
-    env = gym.make(envs.PACKED_OBJECTS_ID, robot=robot, render_mode="rgb_array", **env_kwargs)
-    success, _, _, frames = run_episode(env, ScriptedPackingPolicy(env), seed=seed, render=True)
-    env.close()
-    frames += [frames[-1]] * 12  # hold the last frame for half a second
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    imageio.mimsave(path, frames, fps=env.metadata["render_fps"])
-    return success
 
 
 def main() -> None:
@@ -69,7 +38,9 @@ def main() -> None:
         if args.episodes <= 0:
             break
         start = time.perf_counter()
-        result = evaluate(controller, args.robot, args.episodes, args.seed, **env_kwargs)
+        result = success_over_seeds(
+            envs.PACKED_OBJECTS_ID, CONTROLLERS[controller], args.episodes, args.seed, robot=args.robot, **env_kwargs
+        )
         result["seconds"] = round(time.perf_counter() - start, 1)
         summary[controller] = result
         print(
@@ -78,7 +49,9 @@ def main() -> None:
         )
     if args.video:
         summary["video"] = args.video
-        summary["video_episode_success"] = record(args.robot, args.video, args.seed, **env_kwargs)
+        summary["video_episode_success"] = record_episode(
+            envs.PACKED_OBJECTS_ID, ScriptedPackingPolicy, args.video, args.seed, robot=args.robot, **env_kwargs
+        )
         print(f"video of one push-then-insert episode written to {args.video}")
     print(json.dumps(summary))
 
