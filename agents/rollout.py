@@ -84,8 +84,8 @@ def make_vector_env(
     all) lists the info entries each env passes on (``KeepInfoKeys``); the
     ``episode`` statistics always pass. ``seed`` seeds the
     action spaces here; the env RNGs are seeded by the first
-    ``reset(seed=seed)`` (``RolloutCollector`` does it), which gives env i
-    the seed ``seed + i``. ``context`` is the multiprocessing start method
+    ``reset(seed=env_seeds(seed, num_envs))`` (``RolloutCollector`` does it).
+    ``context`` is the multiprocessing start method
     for AsyncVectorEnv (None = platform default).
     """
     if num_envs < 1:
@@ -104,6 +104,15 @@ def make_vector_env(
     if seed is not None:
         envs.action_space.seed(seed)
     return envs
+
+
+def env_seeds(seed: int, num_envs: int) -> List[int]:
+    """One seed per env, derived from the run seed by ``numpy.random.SeedSequence``.
+
+    Gymnasium's ``reset(seed=s)`` gives env i the seed s + i, so env i of run s would replay env
+    i - 1 of run s + 1; spawned sequences make runs with different seeds share no stream.
+    """
+    return [int(child.generate_state(1)[0]) for child in np.random.SeedSequence(seed).spawn(num_envs)]
 
 
 def stack_obs(observations: List[Any]) -> Union[np.ndarray, Dict[str, np.ndarray]]:
@@ -174,7 +183,7 @@ class RolloutCollector:
         self.envs, self.model, self.buffer = envs, model, buffer
         self.bootstrap_truncated = bootstrap_truncated
         self.action_low, self.action_high = space.low, space.high
-        self.obs, _ = envs.reset(seed=seed)
+        self.obs, _ = envs.reset(seed=None if seed is None else env_seeds(seed, envs.num_envs))
         # Seconds of the last ``collect`` spent waiting for ``envs.step`` and in the policy (act and value).
         self.timing = {"env": 0.0, "policy": 0.0}
 

@@ -7,6 +7,10 @@ checksum of the final parameters. ``tests/test_golden_training.py`` replays and 
 Record (only when a behaviour change is intended, and say so in the commit)::
 
     .venv/bin/python tests/golden_training.py --record
+
+History: recorded before the trainer restructuring (30de28b) and reproduced after it (9129183);
+re-recorded when per-env seeds came to be derived by ``numpy.random.SeedSequence``
+(``agents.rollout.env_seeds``) instead of gymnasium's seed + i.
 """
 
 from __future__ import annotations
