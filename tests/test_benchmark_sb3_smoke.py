@@ -15,7 +15,7 @@ SCRIPT = ROOT / "scripts" / "benchmark_sb3.py"
 ALGOS = ["ours_ppo", "ours_trpo", "sb3_ppo", "sb3_trpo", "sb3_ppo_default", "sb3_trpo_default"]
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(300)  # a hang guard, not a speed check: six short trainings take ~60 s on a free machine
 def test_benchmark_sb3_smoke(tmp_path: Path):
     out = tmp_path / "benchmark.json"
     proc = subprocess.run(
@@ -40,7 +40,7 @@ def test_benchmark_sb3_smoke(tmp_path: Path):
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=58,
+        timeout=290,
     )
     assert proc.returncode == 0, f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
 
@@ -82,7 +82,7 @@ def test_mean_difference_ci_against_hand_computed_cases():
     assert mean_difference_ci([None], [1.0]) is None
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(300)  # a hang guard, not a speed check
 def test_pendulum_norm_turns_on_reward_scaling_on_both_sides(tmp_path: Path):
     import pickle
 
@@ -112,7 +112,7 @@ def test_pendulum_norm_turns_on_reward_scaling_on_both_sides(tmp_path: Path):
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=58,
+        timeout=290,
     )
     assert proc.returncode == 0, f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
     ours = yaml.safe_load((runs / "pendulum_norm/ours_ppo/seed0/.hydra/config.yaml").read_text())
