@@ -50,6 +50,7 @@ from agents.buffer import RolloutBuffer
 from agents.config import to_container, validate_train_config
 from agents.evaluation import episode_metric, evaluate_during_training, mean_or_nan
 from agents.logger import Logger
+from agents.plots import plot_learning_curve
 from agents.registry import build_algorithm, build_model, build_plugins
 from agents.rollout import RolloutCollector
 from agents.run_state import RunState, StopSignal, seed_everything
@@ -229,6 +230,7 @@ class Trainer:
         )
         if name == ckpt.LATEST:
             self._saved_updates = state.updates
+            plot_learning_curve(self.run_dir)
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> TrainResult:

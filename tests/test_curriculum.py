@@ -127,6 +127,7 @@ def test_training_with_the_curriculum_logs_and_raises_difficulty(tmp_path, monke
     assert difficulties[0] > 0.0  # near-goal starts succeed at once: the first window moves it
     assert all(b >= a for a, b in zip(difficulties, difficulties[1:]))
     assert float(rows[0]["curriculum/episodes"]) > 0 and "curriculum/rejected_starts" in rows[0]
+    assert (tmp_path / "run" / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"  # drawn at each checkpoint
 
 
 def test_resume_restores_the_curriculum_and_each_workers_start(tmp_path, monkeypatch):
