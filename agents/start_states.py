@@ -60,4 +60,5 @@ class AssignedStart(gym.Wrapper):
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
-        return obs, reward, terminated, truncated, {**info, "start_id": self._start_id}
+        info["start_id"] = self._start_id  # the env's info dict is fresh every step: no copy needed
+        return obs, reward, terminated, truncated, info

@@ -77,11 +77,7 @@ class NodeLayout:
 
     def row(self, node_type: int, **features) -> np.ndarray:
         """A float32 row: the one-hot ``node_type`` plus the named features (the others stay zero)."""
-        row = np.zeros(self.dim, np.float32)
-        row[self.slices["type"].start + node_type] = 1.0
-        for name, value in features.items():
-            row[self.slice(name)] = value
-        return row
+        return self.rows(np.array([node_type]), **features)[0]
 
     def rows(self, node_types: np.ndarray, **features) -> np.ndarray:
         """(n, dim) float32 rows at once: one-hot ``node_types`` (n,) plus named features, each (n, width)."""
@@ -93,10 +89,15 @@ class NodeLayout:
 
     def names(self) -> List[str]:
         """One name per column, e.g. ``pos_x`` or ``keypoint1_z``."""
-        names = ["type_controlled", "type_receptacle", "type_other", "pos_x", "pos_y", "pos_z"]
-        names += [f"rot6d_{i}" for i in range(6)]
-        names += [f"keypoint{k}_{axis}" for k in range(self.num_keypoints) for axis in "xyz"]
-        names += ["linvel_x", "linvel_y", "linvel_z", "angvel_x", "angvel_y", "angvel_z", "size_0", "size_1"]
+        columns = {
+            "type": ["type_controlled", "type_receptacle", "type_other"],
+            "keypoints": [f"keypoint{k}_{axis}" for k in range(self.num_keypoints) for axis in "xyz"],
+        }
+        names = []
+        for name in self.FEATURES:
+            width = self.slices[name].stop - self.slices[name].start
+            default = [f"{name}_{axis}" for axis in "xyz"] if width == 3 else [f"{name}_{i}" for i in range(width)]
+            names += columns.get(name, default)
         return names
 
 

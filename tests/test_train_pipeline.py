@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from train_config import compose_train
+from train_config import PENDULUM, compose_train
 
 from agents import checkpoint as ckpt
 from agents.config import register_configs, validate_train_config
@@ -37,17 +37,6 @@ CONFIGS = str(ROOT / "configs")
 HAS_PEG_ENV = (ROOT / "envs" / "peg_insertion.py").exists()
 needs_peg_env = pytest.mark.skipif(not HAS_PEG_ENV, reason="envs/peg_insertion.py not written yet")
 
-# Fixed-length Pendulum episodes that fill exactly one rollout: every update ends on an episode
-# boundary, so a resumed run must reproduce the uninterrupted one exactly.
-PENDULUM = [
-    "env=gym",
-    "env.id=Pendulum-v1",
-    "env.max_episode_steps=64",
-    "model=mlp",
-    "num_envs=2",
-    "rollout_steps=64",
-    "progress_bar=false",
-]
 FEW_EPOCHS = {"ppo": "agent.num_epochs=2", "trpo": "agent.critic_epochs=2"}
 PEG = [
     "env=peg_insertion",

@@ -3,26 +3,14 @@
 import csv
 
 import pytest
-from train_config import compose_train
+from train_config import PENDULUM, compose_train
 
 from agents import checkpoint as ckpt
 from agents.trainer import TrainerPlugin, train
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-PENDULUM = [
-    "env=gym",
-    "env.id=Pendulum-v1",
-    "env.max_episode_steps=64",
-    "model=mlp",
-    "num_envs=2",
-    "rollout_steps=64",
-    "agent.num_epochs=1",
-    "async_envs=false",
-    "progress_bar=false",
-    "logger.wandb.mode=disabled",
-    "checkpoint_every=1",
-]
+RUN = [*PENDULUM, "agent.num_epochs=1", "async_envs=false", "logger.wandb.mode=disabled", "checkpoint_every=1"]
 
 
 class EpisodeCounter(TrainerPlugin):
@@ -50,7 +38,7 @@ class EpisodeCounter(TrainerPlugin):
 
 
 def config(total_steps):
-    return compose_train([*PENDULUM, f"total_steps={total_steps}"])
+    return compose_train([*RUN, f"total_steps={total_steps}"])
 
 
 def test_plugin_sees_every_rollout_logs_and_resumes(tmp_path, monkeypatch):
