@@ -18,7 +18,7 @@ from typing import Any, List, Optional
 ROBOTS = ("panda", "floating")
 OBS_MODES = ("graph", "flat")
 PEG_SHAPES = ("cylinder", "box")
-REWARD_KERNELS = ("linear", "multiscale")
+REWARD_KERNELS = ("linear", "multiscale", "sparse")
 RENDERERS = ("tiny", "egl")
 
 
@@ -41,7 +41,9 @@ class SimConfig:
 class RewardConfig:
     """Keypoint reward: kernel(mean keypoint distance) + bonus - penalties. See ``envs/rewards.py``."""
 
-    kernel: str = "multiscale"  # "linear" or "multiscale"
+    # "linear", "multiscale" or "sparse" (no keypoint term: with zero penalties the reward is the
+    # success bonus alone, the setting in which plain RL gets no signal and a curriculum is needed)
+    kernel: str = "multiscale"
     # multiscale kernel: sum_i 1 / (exp(a_i x) + b_i + exp(-a_i x)), x in metres
     kernel_params: List[List[float]] = field(default_factory=lambda: [[10.0, 0.0], [100.0, 0.0], [1000.0, 0.0]])
     linear_scale: float = 10.0  # linear kernel: -linear_scale * x

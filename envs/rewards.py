@@ -46,6 +46,8 @@ class KeypointReward:
     def kernel(self, distance: float) -> float:
         if self.config.kernel == "multiscale":
             return multiscale_kernel(distance, self.config.kernel_params) - self._goal_value
+        if self.config.kernel == "sparse":
+            return 0.0  # the keypoint distance gives no signal; only success is rewarded
         return linear_kernel(distance, self.config.linear_scale)  # already zero at the goal
 
     def keypoint_term(self, distances: Sequence[float], weights: Sequence[float]) -> float:

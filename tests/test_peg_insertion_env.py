@@ -188,6 +188,20 @@ def test_linear_kernel_and_success_bonus_at_goal():
     assert info["keypoint_distance"] < 1e-3
 
 
+def test_sparse_kernel_rewards_only_success():
+    """kernel=sparse with zero penalties: reward 0 away from the goal (however close), the bonus at it."""
+    env = make(robot="floating", reward={"kernel": "sparse", "success_bonus": 5.0})
+    depth = env.unwrapped.config.hole_depth
+    env.reset(seed=0, options={"peg_pose": [0.0, 0.0, 0.02, 0, 0, 0]})
+    _, reward, terminated, _, info = env.step(np.full(6, 0.5, np.float32))
+    assert info["keypoint_distance"] > 0.01 and not terminated
+    assert reward == 0.0 and info["reward_terms"]["keypoint"] == 0.0
+    env.reset(seed=0, options={"peg_pose": [0, 0, -depth, 0, 0, 0]})
+    _, reward, terminated, _, info = env.step(np.zeros(6, np.float32))
+    assert info["is_success"] and terminated
+    assert reward == 5.0
+
+
 def test_start_state_round_trip_including_partial_insertion():
     env = make(robot="panda")
     for peg_pose in ([0.02, -0.01, 0.05, 0.1, -0.05, 0.2], [0.0005, 0.0, -0.01, 0.0, 0.0, 0.3]):
