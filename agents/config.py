@@ -295,7 +295,11 @@ class EvaluateConfig:
     video: bool = False
     video_episodes: int = 3  # the first N episodes are recorded
     video_format: str = "mp4"  # mp4 | gif
-    video_fps: int = 25
+    video_fps: int = 25  # frames per second of simulated time: videos play in real time
+    video_width: int = 640  # render size of the frames (sets env.kwargs.sim.image_width/height)
+    video_height: int = 480
+    video_hold_seconds: float = 1.0  # the last frame stays this long
+    video_overlay: bool = True  # step, reward and success written on the frames
 
 
 # The one table of names a config selects: group -> option name -> schema. Model and agent schemas
@@ -422,6 +426,26 @@ RESUME_OVERRIDABLE = (
     "async_envs",
     "logger.wandb.mode",
 )
+
+
+def _flatten(node: Any, prefix: str = "") -> Dict[str, Any]:
+    if not isinstance(node, Mapping):
+        return {prefix: node}
+    flat: Dict[str, Any] = {}
+    for key, value in node.items():
+        flat.update(_flatten(value, f"{prefix}{key}" if not prefix else f"{prefix}.{key}"))
+    return flat
+
+
+def config_changes(saved: Mapping, composed: Mapping) -> List[str]:
+    """Dotted keys whose values differ between a run's saved config and a newly composed one, other
+    than ``resume`` and the ``RESUME_OVERRIDABLE`` keys: what would make continuing the run in place
+    a different experiment."""
+    old, new = _flatten(saved), _flatten(composed)
+    allowed = {"resume", *RESUME_OVERRIDABLE}
+    return sorted(
+        k for k in old.keys() | new.keys() if k not in allowed and old.get(k, "<unset>") != new.get(k, "<unset>")
+    )
 
 
 def apply_resume_overrides(saved: Mapping, overrides: Sequence[tuple]) -> DictConfig:

@@ -25,6 +25,13 @@ The saved config is used; only ``agents.config.RESUME_OVERRIDABLE`` keys
 (total_steps, checkpoint_every, ...) may be overridden. The invocation is
 recorded in ``.hydra/resume-<time>/``.
 
+A run launched into a directory that already holds a run's ``checkpoints/latest.pt``
+(``hydra.run.dir=<dir>``, or a multirun with fixed ``hydra.sweep`` dirs) continues it
+when its config is the same apart from those keys, and stops at once when that run
+is finished; a different config there is an error. So an interrupted sweep
+(``configs/experiment/``, ``scripts/run_experiment.py``) is finished by running the
+same command again.
+
 Several seeds
 -------------
 ``python scripts/train.py -m seed=0,1,2`` runs the jobs one after another
@@ -51,7 +58,14 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, open_dict
 
 from agents.checkpoint import LATEST, load_checkpoint
-from agents.config import apply_resume_overrides, register_configs, register_resolvers, validate_train_config
+from agents.config import (
+    apply_resume_overrides,
+    config_changes,
+    register_configs,
+    register_resolvers,
+    to_container,
+    validate_train_config,
+)
 from agents.trainer import train
 
 register_configs()
@@ -76,6 +90,29 @@ def command_line_overrides() -> list:
     return [(o.key_or_group, o.value()) for o in parsed]
 
 
+def continue_in_place(cfg: DictConfig, run_dir: Path):
+    """The checkpoint of the run already in ``run_dir`` (a rerun sweep, a requeued job), or None.
+
+    A run directory holds one run: launched again with the same config it continues (or, if done,
+    stops at once), so rerunning an interrupted multirun finishes only what is missing. A different
+    config there is an error, not a second run mixed into the first one's files.
+    """
+    latest = run_dir / "checkpoints" / LATEST
+    if not latest.is_file():
+        return None
+    checkpoint = load_checkpoint(latest)
+    changed = config_changes(checkpoint["config"], to_container(cfg))
+    if changed:
+        sys.exit(
+            f"Error: {run_dir} already holds a run with another config (differs in {', '.join(changed[:5])}); "
+            "choose another hydra.run.dir, or continue it with resume=<that dir>"
+        )
+    print(f"continuing the run in {run_dir} from its checkpoint at step {checkpoint['global_step']}", flush=True)
+    with open_dict(cfg):
+        cfg.resume = str(run_dir)
+    return checkpoint
+
+
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
 def main(cfg: DictConfig) -> None:
     checkpoint = None
@@ -87,10 +124,16 @@ def main(cfg: DictConfig) -> None:
             cfg.resume = str(run_dir)
     else:
         run_dir = Path(HydraConfig.get().runtime.output_dir)
+        checkpoint = continue_in_place(cfg, run_dir)
     try:
         validate_train_config(cfg)  # value checks (ranges, choices) the schema cannot express
     except ValueError as error:
         sys.exit(f"Error: {error}")
+    if checkpoint is not None and checkpoint["global_step"] >= cfg.total_steps:
+        print(
+            f"run dir: {run_dir}  already trained to {checkpoint['global_step']} steps (total_steps={cfg.total_steps})"
+        )
+        return
     result = train(cfg, run_dir, checkpoint)
     print(f"run dir: {run_dir}  steps: {result.global_step}  updates: {result.updates}  best: {result.best_metric}")
     if result.stopped_by is not None:

@@ -427,6 +427,32 @@ def test_killed_run_resumes_exactly_like_an_uninterrupted_one(tmp_path):
         assert torch.allclose(value, final["model"][key], atol=1e-6), key
 
 
+def test_a_run_launched_again_into_its_directory_continues_it(tmp_path):
+    """What a rerun sweep or a requeued job does: no resume= needed, no second run mixed in."""
+    run_dir = tmp_path / "run"
+    common = [*PENDULUM, "checkpoint_every=1"]
+    train(run_dir, *common, "total_steps=256")
+    first = load(run_dir)
+    proc = train(run_dir, *common, "total_steps=512")  # total_steps may grow, as with resume=
+    assert "continuing the run" in proc.stdout
+    again = load(run_dir)
+    assert (again["global_step"], again["updates"], again["run_id"]) == (512, 4, first["run_id"])
+    assert [int(row["global_step"]) for row in metrics(run_dir)] == [128, 256, 384, 512]
+
+    proc = train(run_dir, *common, "total_steps=512")  # finished: stops at once, nothing rewritten
+    assert "already trained to 512 steps" in proc.stdout
+    assert load(run_dir)["updates"] == 4 and len(metrics(run_dir)) == 4
+
+    proc = run(
+        TRAIN,
+        [*common, "total_steps=512", "agent.learning_rate=0.5", f"hydra.run.dir={run_dir}"],
+        tmp_path,
+        expect_ok=False,
+    )
+    assert proc.returncode == 1 and "already holds a run with another config" in proc.stderr
+    assert "agent.learning_rate" in proc.stderr.strip().splitlines()[-1]
+
+
 def test_sigterm_writes_a_checkpoint_and_exits(tmp_path):
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(

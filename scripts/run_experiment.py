@@ -1,0 +1,178 @@
+"""Run a curriculum experiment to completion, resumably, and summarise it with confidence bands.
+
+Usage::
+
+    python scripts/run_experiment.py sparse_peg                    # configs/experiment/sparse_peg.yaml
+    python scripts/run_experiment.py packed_objects --extra-eval n_plus_2:env.kwargs.num_objects=6
+    python scripts/run_experiment.py sparse_peg --seeds 0 1 --conditions adaptive
+    python scripts/run_experiment.py sparse_peg --summary-only     # plot and table from the results file
+
+An experiment config (``configs/experiment/<name>.yaml``) holds the training settings and, in
+``hydra.sweeper.params``, its conditions (``curriculum``) and seeds; ``python scripts/train.py -m
++experiment=<name>`` runs the same sweep as one Hydra multirun (e.g. on SLURM with a launcher).
+This script runs it job by job, each job a Hydra multirun of ``scripts/train.py`` into its fixed
+directory ``<sweep dir>/<condition>/seed<seed>``, and after each job:
+
+1. evaluates the final policy on ``--eval-episodes`` held-out episodes of the task's full start
+   distribution (``scripts/evaluate.py``, seeds disjoint from training and from its evaluations),
+   plus every ``--extra-eval name:override`` (e.g. zero-shot on more objects);
+2. records the run (curve, held-out results, steps, wall-clock) in the results file
+   (``docs/benchmarks/<name>.json``), so the results live in the repository, not only in ``multirun/``.
+
+Interrupted (a session ends, a machine reboots), the same command continues: jobs recorded in the
+results file are skipped, a job whose run directory holds a checkpoint continues from it
+(``scripts/train.py`` continues a run launched again into its directory), the rest start. The summary
+(``<results>.png``: held-out success against env steps, mean over seeds with a 95% bootstrap band;
+``<results>.md``: the table) is rewritten after every job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional
+
+from omegaconf import OmegaConf
+
+from agents import checkpoint as ckpt
+from agents.experiments import plot_experiment, read_curve, summary_table
+
+ROOT = Path(__file__).resolve().parent.parent
+EXPERIMENTS = ROOT / "configs" / "experiment"
+TRAIN, EVALUATE = ROOT / "scripts" / "train.py", ROOT / "scripts" / "evaluate.py"
+HELDOUT_SEED = 20000  # evaluate.py's episodes: disjoint from training (run seeds) and eval.seed (10000)
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("experiment", help="name of configs/experiment/<name>.yaml")
+    parser.add_argument("--conditions", nargs="+", help="curriculum names (default: the config's sweep)")
+    parser.add_argument("--seeds", nargs="+", type=int, help="run seeds (default: the config's sweep)")
+    parser.add_argument("--override", nargs="*", default=[], help="extra train.py overrides, e.g. total_steps=4096")
+    parser.add_argument("--eval-episodes", type=int, default=100)
+    parser.add_argument("--extra-eval", nargs="*", default=[], help="name:override[,override...] evaluations")
+    parser.add_argument("--sweep-dir", type=Path, help="default: multirun/experiment/<name>")
+    parser.add_argument("--results", type=Path, help="default: docs/benchmarks/<name>.json")
+    parser.add_argument("--summary-only", action="store_true", help="only redraw the plot and table")
+    args = parser.parse_args(argv)
+    path = EXPERIMENTS / f"{args.experiment}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in EXPERIMENTS.glob("*.yaml"))
+        parser.error(f"no experiment {args.experiment!r} ({path} does not exist); known: {known}")
+    sweep = OmegaConf.load(path).hydra.sweeper.params
+    args.conditions = args.conditions or str(sweep.curriculum).split(",")
+    args.seeds = args.seeds if args.seeds is not None else [int(s) for s in str(sweep.seed).split(",")]
+    args.sweep_dir = (args.sweep_dir or ROOT / "multirun" / "experiment" / args.experiment).resolve()
+    args.results = args.results or ROOT / "docs" / "benchmarks" / f"{args.experiment}.json"
+    args.extra_eval = [parse_extra_eval(parser, spec) for spec in args.extra_eval]
+    if args.eval_episodes < 1:
+        parser.error(f"--eval-episodes must be at least 1, got {args.eval_episodes}")
+    return args
+
+
+def parse_extra_eval(parser: argparse.ArgumentParser, spec: str) -> tuple:
+    name, _, overrides = spec.partition(":")
+    if not name or not overrides:
+        parser.error(f"--extra-eval {spec!r}: expected name:key=value[,key=value...]")
+    return name, overrides.split(",")
+
+
+def load_results(path: Path, experiment: str) -> Dict:
+    if path.is_file():
+        return json.loads(path.read_text())
+    return {"experiment": experiment, "runs": {}}
+
+
+def train_job(args: argparse.Namespace, condition: str, seed: int) -> Path:
+    """One job of the experiment's sweep; returns its run directory."""
+    command = [
+        sys.executable,
+        str(TRAIN),
+        "-m",
+        f"+experiment={args.experiment}",
+        f"curriculum={condition}",
+        f"seed={seed}",
+        f"hydra.sweep.dir={args.sweep_dir}",
+        *args.override,
+    ]
+    print(f"[{time.strftime('%H:%M:%S')}] train {condition} seed {seed}: {' '.join(command[1:])}", flush=True)
+    subprocess.run(command, cwd=ROOT, check=True)
+    return args.sweep_dir / condition / f"seed{seed}"
+
+
+def evaluate_job(run_dir: Path, episodes: int, overrides: List[str], output: Path) -> Mapping:
+    """Held-out evaluation of the run's final policy; the summary JSON of ``scripts/evaluate.py``."""
+    command = [
+        sys.executable,
+        str(EVALUATE),
+        f"checkpoint={run_dir}",
+        "which=latest",
+        f"episodes={episodes}",
+        f"seed={HELDOUT_SEED}",
+        f"output={output}",
+        *overrides,
+    ]
+    proc = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def record_run(args: argparse.Namespace, condition: str, seed: int, run_dir: Path) -> Dict:
+    final = ckpt.load_checkpoint(run_dir / "checkpoints" / ckpt.LATEST)
+    heldout = evaluate_job(run_dir, args.eval_episodes, [], run_dir / "heldout.json")
+    extra = {
+        name: evaluate_job(run_dir, args.eval_episodes, overrides, run_dir / f"heldout_{name}.json")
+        for name, overrides in args.extra_eval
+    }
+    return {
+        "condition": condition,
+        "seed": seed,
+        "steps": final["global_step"],
+        "wall_clock_s": final["trainer"]["elapsed"],
+        "run_dir": str(run_dir),
+        "overrides": list(args.override),
+        "curve": read_curve(run_dir),
+        "heldout": heldout,
+        "extra_evals": {name: {**result, "overrides": dict(args.extra_eval)[name]} for name, result in extra.items()},
+        "commit": git_commit(),
+        "recorded": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def git_commit() -> Optional[str]:
+    proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def write_summary(results: Mapping, path: Path) -> None:
+    if not results["runs"]:
+        return
+    plot_experiment(results, path.with_suffix(".png"))
+    table = summary_table(results)
+    path.with_suffix(".md").write_text(f"# {results['experiment']}\n\n{table}")
+    print(table, flush=True)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = parse_args(argv)
+    results = load_results(args.results, args.experiment)
+    if not args.summary_only:
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        for seed in args.seeds:  # seed-major: an interrupted sweep has compared every condition so far
+            for condition in args.conditions:
+                key = f"{condition}/seed{seed}"
+                if key in results["runs"]:
+                    print(f"{key}: recorded in {args.results}, skipped", flush=True)
+                    continue
+                run_dir = train_job(args, condition, seed)
+                results["runs"][key] = record_run(args, condition, seed, run_dir)
+                args.results.write_text(json.dumps(results, indent=1) + "\n")
+                write_summary(results, args.results)
+    write_summary(results, args.results)
+
+
+if __name__ == "__main__":
+    main()

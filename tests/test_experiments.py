@@ -1,0 +1,95 @@
+"""Experiment summaries (agents/experiments.py) and the resumable sweep (scripts/run_experiment.py)."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agents.experiments import mean_interval, on_grid, summary_table
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN_EXPERIMENT = str(ROOT / "scripts" / "run_experiment.py")
+
+
+def test_bootstrap_interval_of_two_seeds_matches_the_hand_computation():
+    # Resampled means of [0, 1] are 0, 0.5, 1 with probabilities 1/4, 1/2, 1/4: the 95% interval is [0, 1].
+    mean, low, high = mean_interval([0.0, 1.0])
+    assert (mean, low, high) == (0.5, 0.0, 1.0)
+    assert mean_interval([0.7, 0.7, 0.7]) == pytest.approx((0.7, 0.7, 0.7))
+    mean, low, high = mean_interval([0.4])
+    assert mean == 0.4 and math.isnan(low) and math.isnan(high)
+    mean, low, high = mean_interval([0.2, 0.4, 0.9, 1.0])
+    assert 0.2 <= low < mean < high <= 1.0 and mean == pytest.approx(0.625)
+
+
+def test_curves_are_interpolated_onto_the_grid_and_nan_past_their_end():
+    curves = [{"step": [0, 10], "eval_success": [0.0, 1.0]}, {"step": [0, 5], "eval_success": [0.2, 0.4]}]
+    values = on_grid(curves, "eval_success", np.array([0.0, 5.0, 10.0]))
+    np.testing.assert_allclose(values[0], [0.0, 0.5, 1.0])
+    np.testing.assert_allclose(values[1][:2], [0.2, 0.4])
+    assert math.isnan(values[1][2])
+
+
+def test_summary_table_lists_each_condition_with_its_seeds():
+    def run(condition, seed, success):
+        return {
+            "condition": condition,
+            "seed": seed,
+            "steps": 1000,
+            "wall_clock_s": 120.0,
+            "heldout": {"success_rate": success},
+        }
+
+    results = {"runs": {"a/0": run("adaptive", 0, 1.0), "a/1": run("adaptive", 1, 0.9), "n/0": run("none", 0, 0.0)}}
+    table = summary_table(results)
+    assert "| adaptive | 2 | 0.95 [0.90, 1.00] | 1.00, 0.90 | 1,000 | 2.0 |" in table
+    assert "| none | 1 | 0.00 | 0.00 | 1,000 | 2.0 |" in table
+
+
+def run_experiment(tmp_path, *args):
+    tiny = [
+        "total_steps=128",
+        "num_envs=2",
+        "rollout_steps=64",
+        "eval.episodes=2",
+        "eval.every=1",
+        "env.max_episode_steps=8",
+        "logger.wandb.mode=disabled",
+    ]
+    command = [sys.executable, RUN_EXPERIMENT, "sparse_peg", "--seeds", "0", "--eval-episodes", "2"]
+    command += ["--sweep-dir", str(tmp_path / "sweep"), "--results", str(tmp_path / "results.json")]
+    command += [*args, "--override", *tiny]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_an_interrupted_sweep_continues_with_the_jobs_it_has_not_finished(tmp_path):
+    run_experiment(tmp_path, "--conditions", "adaptive")  # the first half of the sweep
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert list(results["runs"]) == ["adaptive/seed0"]
+    first = results["runs"]["adaptive/seed0"]
+    assert first["steps"] == 128 and first["curve"]["step"] == [128.0]
+    assert first["heldout"]["episodes"] == 2 and not math.isnan(first["curve"]["difficulty"][0])
+
+    # A job trained but not recorded (the session ended during its evaluation) is not trained again.
+    del results["runs"]["adaptive/seed0"]
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    out = run_experiment(tmp_path, "--conditions", "adaptive", "none")
+    assert "already trained to 128 steps" in out
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert sorted(results["runs"]) == ["adaptive/seed0", "none/seed0"]
+    assert (tmp_path / "results.png").stat().st_size > 0
+    assert "| none | 1 |" in (tmp_path / "results.md").read_text()
+
+    out = run_experiment(tmp_path, "--conditions", "adaptive", "none")  # all recorded: nothing runs
+    assert "adaptive/seed0: recorded" in out and "none/seed0: recorded" in out and "train " not in out
+
+
+def test_unknown_experiment_is_a_clear_error():
+    proc = subprocess.run([sys.executable, RUN_EXPERIMENT, "nope"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "no experiment 'nope'" in proc.stderr
