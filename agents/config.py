@@ -66,7 +66,7 @@ class PackedObjectsEnvConfig:
     """The packed-objects env; ``kwargs`` are checked field by field against ``PackedObjectsConfig``."""
 
     validate_kwargs: ClassVar[Optional[Callable]] = staticmethod(validate_packed_objects)
-    curriculum_starts: ClassVar[Optional[str]] = None
+    curriculum_starts: ClassVar[Optional[str]] = "envs.packed_objects:start_at_difficulty"
     name: str = "packed_objects"
     id: str = "GraphInsertion/PackedObjects-v0"
     max_episode_steps: Optional[int] = 200

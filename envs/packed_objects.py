@@ -23,6 +23,7 @@ when the held box is seated and every packed box is back at its goal pose.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -51,9 +52,88 @@ HELD_BOX_MASS = 0.1
 DEFAULT_FRICTION = 0.5
 BOX_COLOR = [0.2, 0.45, 0.8, 1.0]
 TRAY_PARTS = ("+x wall", "-x wall", "+y wall", "-y wall", "floor")  # the order of scene.tray_boxes
-START_TOLERANCE = 1e-4  # metres of interpenetration a start may have (boxes resting on the floor touch it)
+START_TOLERANCE = 5e-4  # metres of interpenetration a start may have: resting and pushing contacts settle
+# this deep, and the states the env itself produced (reverse-curriculum walks) must be valid starts again
 MAX_SAMPLE_TRIES = 100  # redraws of an overlapping sampled start before the config is declared infeasible
 STATE_WIDTH = 3 + 9 + 3 + 3  # position, rotation matrix, linear and angular velocity of one object
+WITHDRAW_SHARE = 0.25  # of the curriculum's difficulty range: lifting the held box out of its slot
+
+
+@dataclass(frozen=True)
+class GoalLayout:
+    """Where the goal grid puts every object (tray frame xy), from the config alone."""
+
+    slot_xy: np.ndarray  # [2]: the held box's slot
+    goal_xy: np.ndarray  # [N + 1, 2]: each object's goal, held box first
+    neighbours: List[int]  # packed-box indices (0-based among the packed boxes) bordering the slot
+
+
+def goal_layout(config: PackedObjectsConfig) -> GoalLayout:
+    """Goal slots of the grid, which is the held box's and which packed boxes border it."""
+    num_slots, rows = config.num_objects + 1, config.grid_rows
+    cells = np.array(slot_cells(num_slots, rows), dtype=np.float64)
+    columns = -(-num_slots // rows)
+    pitch = 2 * config.box_half_size + config.gap
+    slots_xy = (cells[:, ::-1] - [(columns - 1) / 2, (rows - 1) / 2]) * pitch  # column -> x, row -> y
+    held = config.held_slot if config.held_slot is not None else default_held_slot(num_slots, rows)
+    packed = [i for i in range(num_slots) if i != held]
+    neighbours = [packed.index(i) for i in slot_neighbours(num_slots, rows, held)]
+    return GoalLayout(slots_xy[held], slots_xy[[held] + packed], neighbours)
+
+
+def displaced_occluders(
+    config: PackedObjectsConfig, layout: GoalLayout, rng: np.random.Generator, scale: float = 1.0
+) -> np.ndarray:
+    """Packed boxes' [x, y, yaw] at their goals except ``num_displaced`` neighbours of the slot, pushed
+    into it by ``scale`` times the occluder ranges (1: the task's own start distribution)."""
+    poses = np.column_stack([layout.goal_xy[1:], np.zeros(config.num_objects)])
+    for i in rng.permutation(layout.neighbours)[: config.num_displaced]:
+        toward = layout.slot_xy - poses[i, :2]
+        toward /= np.linalg.norm(toward)
+        sideways = np.array([-toward[1], toward[0]])
+        shift = scale * rng.uniform(*config.occluder_shift_range)
+        lateral = scale * rng.uniform(-config.occluder_lateral_range, config.occluder_lateral_range)
+        poses[i, :2] += shift * toward + lateral * sideways
+        poses[i, 2] = scale * rng.uniform(-config.occluder_yaw_range, config.occluder_yaw_range)
+    return poses
+
+
+def start_at_difficulty(config: PackedObjectsConfig, difficulty: float, rng: np.random.Generator) -> Dict[str, list]:
+    """Reset options of a start at ``difficulty`` in [0, 1], for near-goal curricula.
+
+    0 is the goal (held box seated, every box in place), 1 the task's own start distribution. The
+    first ``WITHDRAW_SHARE`` of the path lifts the held box straight out of its slot to the lowest
+    start height (``start_low[2]``) with every packed box in place; the rest widens the held box's
+    start ranges and pushes the occluders into the slot in proportion, so the hardest starts are
+    exactly the full distribution. Displaced boxes that would overlap are redrawn.
+    """
+    if not 0.0 <= difficulty <= 1.0:
+        raise ValueError(f"difficulty must be in [0, 1], got {difficulty}")
+    layout = goal_layout(config)
+    above = config.start_low[2]
+    if difficulty <= WITHDRAW_SHARE:
+        held = [0.0, 0.0, difficulty / WITHDRAW_SHARE * above, 0.0, 0.0, 0.0]
+        objects = np.column_stack([layout.goal_xy[1:], np.zeros(config.num_objects)])
+        return {"held_pose": held, "object_poses": objects.tolist()}
+    scale = (difficulty - WITHDRAW_SHARE) / (1.0 - WITHDRAW_SHARE)
+    base = np.array([0.0, 0.0, above, 0.0, 0.0, 0.0])
+    low, high = (
+        base + scale * (np.asarray(config.start_low) - base),
+        base + scale * (np.asarray(config.start_high) - base),
+    )
+    for _ in range(MAX_SAMPLE_TRIES):
+        objects = displaced_occluders(config, layout, rng, scale)
+        if not _boxes_overlap(config, objects):
+            break
+    else:
+        raise ValueError(f"no occluder draw without overlaps in {MAX_SAMPLE_TRIES} tries; check the occluder ranges")
+    return {"held_pose": rng.uniform(low, high).tolist(), "object_poses": objects.tolist()}
+
+
+def _boxes_overlap(config: PackedObjectsConfig, object_poses: np.ndarray) -> bool:
+    half = np.array([config.box_half_size, config.box_half_size, config.box_height / 2])
+    obbs = [(np.array([x, y, half[2]]), euler_to_matrix(0.0, 0.0, yaw), half) for x, y, yaw in object_poses]
+    return any(box_penetration(*obbs[i], *obbs[j]) > START_TOLERANCE for i in range(len(obbs)) for j in range(i))
 
 
 class PackedObjectsTask(Task):
@@ -77,19 +157,8 @@ class PackedObjectsTask(Task):
         )
 
     def _init_slots(self) -> None:
-        """Goal slots of the grid (tray frame xy), which is the held box's and which boxes border it."""
-        cfg = self.config
-        num_slots, rows = cfg.num_objects + 1, cfg.grid_rows
-        cells = np.array(slot_cells(num_slots, rows), dtype=np.float64)
-        columns = -(-num_slots // rows)
-        pitch = 2 * cfg.box_half_size + cfg.gap
-        slots_xy = (cells[:, ::-1] - [(columns - 1) / 2, (rows - 1) / 2]) * pitch  # column -> x, row -> y
-        held = cfg.held_slot if cfg.held_slot is not None else default_held_slot(num_slots, rows)
-        packed = [i for i in range(num_slots) if i != held]
-        self._slot_xy = slots_xy[held]
-        self._goal_xy = slots_xy[[held] + packed]  # per object: held first
-        # Packed-box indices (0-based, among the packed boxes) of the slot's neighbours.
-        self._neighbours = [packed.index(i) for i in slot_neighbours(num_slots, rows, held)]
+        self._layout = layout = goal_layout(self.config)
+        self._slot_xy, self._goal_xy, self._neighbours = layout.slot_xy, layout.goal_xy, layout.neighbours
 
     def _init_objects(self) -> None:
         """Sizes, goal poses, keypoints and goal keypoints of every object, held box first (tray frame)."""
@@ -187,18 +256,7 @@ class PackedObjectsTask(Task):
         return self._held_world_pose(held_pose)
 
     def _occluded_poses(self, rng: np.random.Generator) -> np.ndarray:
-        """Packed boxes at their goals except ``num_displaced`` neighbours of the slot, pushed into it."""
-        cfg = self.config
-        poses = np.column_stack([self._goal_xy[1:], np.zeros(cfg.num_objects)])
-        for i in rng.permutation(self._neighbours)[: cfg.num_displaced]:
-            toward = self._slot_xy - poses[i, :2]
-            toward /= np.linalg.norm(toward)
-            sideways = np.array([-toward[1], toward[0]])
-            shift = rng.uniform(*cfg.occluder_shift_range)
-            lateral = rng.uniform(-cfg.occluder_lateral_range, cfg.occluder_lateral_range)
-            poses[i, :2] += shift * toward + lateral * sideways
-            poses[i, 2] = rng.uniform(-cfg.occluder_yaw_range, cfg.occluder_yaw_range)
-        return poses
+        return displaced_occluders(self.config, self._layout, rng)
 
     @staticmethod
     def _sample(rng: np.random.Generator, draw, problem, ranges: str):
