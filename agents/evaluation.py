@@ -71,11 +71,16 @@ def run_episodes(
 
 
 def episode_metric(returns: List[float], successes: List[float]) -> Optional[tuple]:
-    """("success_rate", value) when episodes report success, else ("return", mean); None without episodes."""
+    """What decides ``best.pt``: ``(name, value, tie_breaker)``; None without episodes.
+
+    ("success_rate", rate, mean return) when episodes report success, else ("return", mean, None).
+    The return breaks ties of the success rate: once every episode succeeds (rate 1.0), a policy
+    that succeeds sooner (a higher return) still replaces the best one.
+    """
     if successes:
-        return "success_rate", float(np.mean(successes))
+        return "success_rate", float(np.mean(successes)), float(np.mean(returns)) if returns else None
     if returns:
-        return "return", float(np.mean(returns))
+        return "return", float(np.mean(returns)), None
     return None
 
 

@@ -22,27 +22,33 @@ class RunState:
     updates: int = 0
     best_metric: Optional[float] = None
     best_metric_name: Optional[str] = None
+    best_tie_breaker: Optional[float] = None  # e.g. the mean return of the best success rate
     elapsed: float = 0.0  # seconds of training over all (resumed) processes
     recent_returns: Deque[float] = field(default_factory=deque)
     recent_successes: Deque[float] = field(default_factory=deque)
 
     def improves(self, measured: Optional[tuple]) -> bool:
-        """Record ``measured = (name, value)`` as the best if it beats the best so far.
+        """Record ``measured = (name, value, tie_breaker)`` as the best if it beats the best so far:
+        a higher value, or an equal value with a higher tie-breaker (``episode_metric``).
 
         If the metric's kind changes (an env starts reporting success), the
         old best is on another scale and is dropped.
         """
         if measured is None:
             return False
-        name, value = measured
-        if self.best_metric is not None and name == self.best_metric_name and value <= self.best_metric:
-            return False
-        self.best_metric_name, self.best_metric = name, value
+        name, value, tie_breaker = measured
+        if self.best_metric is not None and name == self.best_metric_name:
+            if value < self.best_metric or (
+                value == self.best_metric and not _beats(tie_breaker, self.best_tie_breaker)
+            ):
+                return False
+        self.best_metric_name, self.best_metric, self.best_tie_breaker = name, value, tie_breaker
         return True
 
     def extra(self, episode_index: List[int], reward_stats: Optional[Dict[str, float]]) -> Dict[str, Any]:
         return {
             "best_metric_name": self.best_metric_name,
+            "best_tie_breaker": self.best_tie_breaker,
             "elapsed": self.elapsed,
             "recent_returns": list(self.recent_returns),
             "recent_successes": list(self.recent_successes),
@@ -58,10 +64,18 @@ class RunState:
             updates=checkpoint["updates"],
             best_metric=checkpoint["best_metric"],
             best_metric_name=extra["best_metric_name"],
+            # Checkpoints written before the tie-breaker existed have none: any tie then replaces the best.
+            best_tie_breaker=extra.get("best_tie_breaker"),
             elapsed=extra["elapsed"],
             recent_returns=deque(extra["recent_returns"], maxlen=window),
             recent_successes=deque(extra["recent_successes"], maxlen=window),
         )
+
+
+def _beats(tie_breaker: Optional[float], best: Optional[float]) -> bool:
+    if tie_breaker is None:
+        return False
+    return best is None or tie_breaker > best
 
 
 class StopSignal:

@@ -13,7 +13,8 @@ Run directory (``outputs/<date>/<time>/``, or ``multirun/<date>/<time>/<job>/``)
 
     .hydra/                 composed config, hydra config, command-line overrides
     checkpoints/latest.pt   every ``checkpoint_every`` updates, at the end and on SIGTERM/Ctrl-C
-    checkpoints/best.pt     whenever the eval (or rolling training) success rate/return improves
+    checkpoints/best.pt     whenever the eval (or, with eval.every=0, rolling training) success rate
+                            improves, or ties with a higher mean return (see configs/train.yaml)
     metrics.csv  tb/  wandb/  train.log
 
 Resume a stopped, killed or finished run in its own directory (same wandb id)::
