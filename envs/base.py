@@ -8,12 +8,14 @@
   ``max_rotation``, masked per DoF and expressed in the task frame, with the command-lead guard;
 - the step skeleton: apply the action, step physics, observe, let the task score the step;
 - the start-state reset protocol (``reset(options=...)`` takes what ``get_start_state`` returns),
-  save/restore of the whole episode, and rendering through the task's camera.
+  save/restore of the whole episode, and rendering through the task's camera, also between
+  actions at a given frame rate for real-time videos (``set_frame_callback``).
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Callable, Dict, Optional
 
 import gymnasium as gym
@@ -72,6 +74,7 @@ class InsertionEnv(gym.Env):
         self._command_pos, self._command_quat = pos, quat
         self._needs_reset = False
         self._elapsed_steps = 0
+        self.sim.restart_hook_count()  # video frames between actions are timed from the episode's start
         observation, measurements = self._observe()
         return observation, self._info(measurements, None)
 
@@ -218,6 +221,28 @@ class InsertionEnv(gym.Env):
         if self.render_mode != "rgb_array":
             return None
         return self.sim.render(self.task.camera())
+
+    def set_frame_callback(self, callback: Callable[[np.ndarray], None], fps: float) -> float:
+        """Call ``callback(frame)`` with a rendered frame every ``1 / fps`` s of simulated time, also within steps.
+
+        One env step is ``substeps`` physics steps, so one frame per step would play a video too fast
+        or too slow. A frame is rendered every k = round(1 / (fps * time_step)) physics steps, counted
+        from each reset; played at the returned rate, 1 / (k * time_step) (``fps`` itself when the
+        physics rate is a multiple of it, as for 25 and both robots' defaults), they run in real time.
+        Rendering only reads the world: the trajectory is the same as without a callback.
+        """
+        if self.render_mode != "rgb_array":
+            raise ValueError(f"frame callbacks need render_mode='rgb_array', got {self.render_mode!r}")
+        physics_rate = 1.0 / self.sim.time_step
+        if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not 0 < fps <= physics_rate:
+            raise ValueError(f"fps must be in (0, {physics_rate:g}] (the physics rate 1 / time_step), got {fps!r}")
+        every = round(physics_rate / fps)
+        self.sim.set_substep_hook(lambda: callback(self.render()), every)
+        return physics_rate / every
+
+    def clear_frame_callback(self) -> None:
+        """Stop rendering frames within steps (``set_frame_callback``)."""
+        self.sim.set_substep_hook(None)
 
     def close(self):
         if getattr(self, "sim", None) is not None:

@@ -14,7 +14,7 @@ import os
 import pkgutil
 import sys
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 import pybullet
@@ -65,6 +65,9 @@ class Simulator:
         self.client.setAdditionalSearchPath(pybullet_data.getDataPath())
         self.id = self.client._client  # physics client id, for hot paths that call pybullet directly
         self._bodies: Dict[str, int] = {}
+        self._substep_hook: Optional[Callable[[], None]] = None
+        self._hook_every = 1
+        self._hook_count = 0  # engine steps since the hook last ran
         self._configure_engine()
         self._egl_plugin: Optional[int] = None
         if config.renderer == "egl":
@@ -112,8 +115,32 @@ class Simulator:
     def step(self) -> None:
         """Advance the physics by one action period (``substeps`` engine steps)."""
         step, client_id = pybullet.stepSimulation, self.id
+        if self._substep_hook is None:
+            for _ in range(self.substeps):
+                step(physicsClientId=client_id)
+            return
         for _ in range(self.substeps):
             step(physicsClientId=client_id)
+            self._hook_count += 1
+            if self._hook_count == self._hook_every:
+                self._hook_count = 0
+                self._substep_hook()
+
+    def set_substep_hook(self, hook: Optional[Callable[[], None]], every: int = 1) -> None:
+        """Call ``hook()`` after every ``every``-th engine step inside ``step`` (None removes it).
+
+        This is how videos get frames between actions. A hook must only read the world
+        (rendering does), so the physics is the same with or without one. The count
+        restarts now and at ``restart_hook_count``.
+        """
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be an integer >= 1, got {every!r}")
+        self._substep_hook, self._hook_every = hook, every
+        self.restart_hook_count()
+
+    def restart_hook_count(self) -> None:
+        """Count engine steps for the hook from now (e.g. from an episode's start)."""
+        self._hook_count = 0
 
     # ------------------------------------------------------------------ state
     def save_state(self) -> int:

@@ -16,11 +16,20 @@ a given ``seed`` whatever the checkpoint, so checkpoints compare on equal terms.
 Outputs go to ``<run dir>/eval/<time>/`` (``results.json``, ``videos/``), or to
 ``output=<file.json>`` (videos beside it). The last stdout line is the summary
 as one JSON object.
+
+Videos (``video=true``: the first ``video_episodes`` episodes) play in real time: the
+GraphInsertion envs render a frame every ``1 / video_fps`` s of simulated time, between
+actions too (one action lasts ``sim.substeps * sim.time_step``: 0.04 s for the Panda,
+0.025 s for the floating robot), at ``video_width`` x ``video_height`` (640x480; they
+set ``env.kwargs.sim.image_width/height``). The last frame is held ``video_hold_seconds``
+(1 s) and ``video_overlay=true`` writes step, reward and success on the frames.
+``env=gym`` runs get one frame per step at the env's own render size.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import math
 import sys
@@ -28,12 +37,14 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import gymnasium as gym
 import numpy as np
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+from PIL import Image, ImageDraw, ImageFont
 
 from agents import checkpoint as ckpt
 from agents.config import register_configs, typed_config, validate_train_config
@@ -41,9 +52,15 @@ from agents.evaluation import run_episodes
 from agents.registry import build_model
 from agents.run_state import seed_everything
 from agents.training_envs import env_kwargs, make_env
+from envs.config import MAX_IMAGE_SIZE
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 VIDEO_FORMATS = ("mp4", "gif")
+MS_PER_SECOND = 1000.0
+OVERLAY_FONT_FRACTION = 1 / 24  # text height as a fraction of the frame height (20 px at 480)
+OVERLAY_MIN_FONT = 10  # pixels
+OVERLAY_MARGIN_FRACTION = 1 / 60  # gap between the text and the frame's edges, of the frame height
+OVERLAY_OUTLINE_FRACTION = 1 / 10  # width of the text's dark outline, of the font size
 Z_95 = 1.959963984540054
 
 
@@ -74,7 +91,25 @@ def parse_arguments(argv: Sequence[str]) -> Tuple[DictConfig, List[Tuple[str, An
         raise ValueError(f"which={cfg.which!r} is not one of ['latest', 'best']")
     if cfg.video_format not in VIDEO_FORMATS:
         raise ValueError(f"video_format={cfg.video_format!r} is not one of {list(VIDEO_FORMATS)}")
+    check_video_options(cfg)
     return cfg, env_overrides
+
+
+def check_video_options(cfg: DictConfig) -> None:
+    """Raise a ``ValueError`` naming the first bad ``video_*`` value."""
+    if cfg.video_episodes < 0:
+        raise ValueError(f"video_episodes must be >= 0, got {cfg.video_episodes}")
+    if cfg.video_fps < 1:
+        raise ValueError(f"video_fps must be >= 1, got {cfg.video_fps}")
+    if not (math.isfinite(cfg.video_hold_seconds) and cfg.video_hold_seconds >= 0):
+        raise ValueError(f"video_hold_seconds must be a finite number >= 0, got {cfg.video_hold_seconds}")
+    even = cfg.video_format == "mp4"  # the H.264 encoder's yuv420p needs even sides
+    for key in ("video_width", "video_height"):
+        value = cfg[key]
+        if not 1 <= value <= MAX_IMAGE_SIZE or (even and value % 2):
+            kind = "an even integer" if even else "an integer"
+            where = " for mp4" if even else ""
+            raise ValueError(f"{key} must be {kind} in [1, {MAX_IMAGE_SIZE}]{where}, got {value}")
 
 
 def env_config(checkpoint: Dict[str, Any], overrides: List[Tuple[str, Any]]) -> DictConfig:
@@ -87,6 +122,13 @@ def env_config(checkpoint: Dict[str, Any], overrides: List[Tuple[str, Any]]) -> 
     return cfg
 
 
+def set_video_size(train_cfg: DictConfig, cfg: DictConfig) -> None:
+    """Render the GraphInsertion envs at the video size (the env's default, 320x240, is for quick looks)."""
+    if cfg.video and train_cfg.env.name != "gym":
+        train_cfg.env.kwargs.sim.image_width = cfg.video_width
+        train_cfg.env.kwargs.sim.image_height = cfg.video_height
+
+
 def output_paths(cfg: DictConfig, checkpoint_path: Path) -> Tuple[Path, Path]:
     """(results JSON, videos dir)."""
     if cfg.output:
@@ -97,38 +139,113 @@ def output_paths(cfg: DictConfig, checkpoint_path: Path) -> Tuple[Path, Path]:
     return directory / "results.json", directory / "videos"
 
 
-class VideoRecorder:
-    """Collects ``env.render()`` frames of the first ``episodes`` episodes; one file per episode."""
+class VideoRecorder(gym.Wrapper):
+    """Records the first ``episodes`` episodes as videos that play in real time; one file per episode.
 
-    def __init__(self, directory: Path, episodes: int, video_format: str, fps: int):
-        self.directory, self.episodes, self.format, self.fps = directory, episodes, video_format, fps
+    Envs with ``set_frame_callback`` (``envs.base.InsertionEnv``) hand over a frame every
+    ``1 / fps`` s of simulated time, between actions too; other envs are rendered once per
+    step. The final frame is held ``hold_seconds``; ``overlay`` writes step, reward and
+    success on every frame. Episodes past ``episodes`` cost nothing.
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        directory: Path,
+        episodes: int,
+        video_format: str,
+        fps: int,
+        hold_seconds: float = 1.0,
+        overlay: bool = True,
+    ):
+        super().__init__(env)
+        self.directory, self.episodes, self.format = directory, episodes, video_format
+        self.hold_seconds, self.overlay = hold_seconds, overlay
+        self.within_steps = hasattr(env.unwrapped, "set_frame_callback")
+        self.fps = fps  # playback rate: the real-time rate of the frames
+        if self.within_steps:
+            try:
+                self.fps = env.unwrapped.set_frame_callback(self._add, fps)
+            except ValueError as e:
+                raise ValueError(f"video_fps={fps}: {e}") from None
         self.frames: List[np.ndarray] = []
-        self.current = 0
         self.files: List[str] = []
+        self.episode = -1
+        self._steps, self._reward, self._success = 0, 0.0, False
 
-    def __call__(self, episode: int, env) -> None:
-        if episode != self.current:
-            self.flush()
-            self.current = episode
-        if episode < self.episodes:
-            frame = env.render()
-            if frame is None:
-                raise RuntimeError("env.render() returned None: the env does not support render_mode='rgb_array'")
-            self.frames.append(np.asarray(frame))
+    @property
+    def recording(self) -> bool:
+        return 0 <= self.episode < self.episodes
 
-    def flush(self) -> None:
-        if not self.frames:
-            return
+    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
+        observation, info = self.env.reset(seed=seed, options=options)
+        self.episode += 1
+        self.frames, self._steps, self._reward, self._success = [], 0, 0.0, False
+        if self.recording:
+            self._add(self.env.render())
+        elif self.within_steps:
+            self.env.unwrapped.clear_frame_callback()
+        return observation, info
+
+    def step(self, action):
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        if self.recording:
+            self._steps, self._reward = self._steps + 1, float(reward)
+            self._success = self._success or bool(info.get("is_success", False))
+            if not self.within_steps:
+                self._add(self.env.render())
+            if terminated or truncated:
+                self._finish_episode()
+        return observation, reward, terminated, truncated, info
+
+    def hold_frames(self) -> int:
+        return round(self.hold_seconds * self.fps)
+
+    def _add(self, frame: Optional[np.ndarray]) -> None:
+        if frame is None:
+            raise RuntimeError("env.render() returned None: the env does not support render_mode='rgb_array'")
+        frame = np.asarray(frame)
+        if self.overlay:
+            success = "yes" if self._success else "no"
+            frame = draw_text(frame, f"step {self._steps}   reward {self._reward:+.3f}   success {success}")
+        self.frames.append(frame)
+
+    def _finish_episode(self) -> None:
+        """Hold the final state (freshly rendered: the last frame within the step may be earlier) and write."""
+        hold = self.hold_frames()
+        if hold:
+            self._add(self.env.render())
+            self.frames.extend([self.frames[-1]] * (hold - 1))
+        self._write()
+
+    def _write(self) -> None:
         import imageio.v2 as imageio
 
         self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.directory / f"episode_{self.current:03d}.{self.format}"
+        path = self.directory / f"episode_{self.episode:03d}.{self.format}"
         if self.format == "mp4":
             imageio.mimwrite(path, self.frames, fps=self.fps, macro_block_size=1)
         else:
-            imageio.mimwrite(path, self.frames, duration=1000.0 / self.fps, loop=0)
+            imageio.mimwrite(path, self.frames, duration=MS_PER_SECOND / self.fps, loop=0)
         self.files.append(str(path))
-        self.frames = []
+
+
+@functools.lru_cache(maxsize=None)
+def overlay_font(size: int) -> ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)
+
+
+def draw_text(frame: np.ndarray, text: str) -> np.ndarray:
+    """A copy of ``frame`` with ``text`` in its top-left corner, white outlined in black (legible on any scene)."""
+    height = frame.shape[0]
+    size = max(OVERLAY_MIN_FONT, round(height * OVERLAY_FONT_FRACTION))
+    margin = round(height * OVERLAY_MARGIN_FRACTION)
+    image = Image.fromarray(frame)
+    outline = max(1, round(size * OVERLAY_OUTLINE_FRACTION))
+    ImageDraw.Draw(image).text(
+        (margin, margin), text, fill="white", font=overlay_font(size), stroke_width=outline, stroke_fill="black"
+    )
+    return np.asarray(image)
 
 
 def summarize(results: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -154,23 +271,32 @@ def evaluate(argv: Sequence[str]) -> Dict[str, Any]:
     path = ckpt.resolve_checkpoint_path(cfg.checkpoint, f"{cfg.which}.pt")
     checkpoint = ckpt.load_checkpoint(path)
     train_cfg = env_config(checkpoint, env_overrides)
+    set_video_size(train_cfg, cfg)
     seed_everything(cfg.seed)  # stochastic policies (deterministic=false) sample from torch's RNG
 
+    results_path, video_dir = output_paths(cfg, path)
     env = make_env(
         train_cfg.env.id,
         train_cfg.env.max_episode_steps,
         render_mode="rgb_array" if cfg.video else None,
         **env_kwargs(train_cfg.env),
     )
-    results_path, video_dir = output_paths(cfg, path)
-    recorder = VideoRecorder(video_dir, cfg.video_episodes, cfg.video_format, cfg.video_fps) if cfg.video else None
+    recorder = None
     try:
+        if cfg.video:
+            env = recorder = VideoRecorder(
+                env,
+                video_dir,
+                cfg.video_episodes,
+                cfg.video_format,
+                cfg.video_fps,
+                cfg.video_hold_seconds,
+                cfg.video_overlay,
+            )
         ckpt.check_spaces(checkpoint, env.observation_space, env.action_space, path)
         model = build_model(train_cfg.model, env.observation_space, env.action_space).to(cfg.device)
         ckpt.load_model_state(model, checkpoint, path)
-        results = run_episodes(env, model, cfg.episodes, cfg.deterministic, cfg.seed, cfg.device, on_step=recorder)
-        if recorder:
-            recorder.flush()
+        results = run_episodes(env, model, cfg.episodes, cfg.deterministic, cfg.seed, cfg.device)
     finally:
         env.close()
 
@@ -182,7 +308,7 @@ def evaluate(argv: Sequence[str]) -> Dict[str, Any]:
         "deterministic": cfg.deterministic,
         "seed": cfg.seed,
         **summarize(results),
-        "videos": recorder.files if recorder else [],
+        "videos": recorder.files if recorder is not None else [],
         "results": str(results_path),
     }
     results_path.parent.mkdir(parents=True, exist_ok=True)
