@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -54,6 +55,10 @@ REQUIRED_KEYS = (
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable or does not fit the model/env it is loaded into."""
+
+
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint could not be written (disk full, permissions); the previous one is intact."""
 
 
 # ---------------------------------------------------------------- RNG state
@@ -175,11 +180,70 @@ def save_checkpoint(
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as error:  # torch's zip writer reports a full disk as a RuntimeError
+        _remove(tmp)
+        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        raise CheckpointWriteError(f"could not write {path}: {reason}") from error
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _remove(tmp)
         raise
     return path
+
+
+def _remove(path: str) -> None:
+    if os.path.exists(path):
+        os.unlink(path)
+
+
+# ------------------------------------------------------------- history of latest checkpoints
+#
+# ``latest.pt`` is the newest of the last ``keep`` checkpoints, which are kept as
+# ``step_<global step>.pt`` (``latest.pt`` is a hard link to the newest, so it costs no space):
+# when ``latest.pt`` is corrupt or missing, a resume falls back to the newest readable one.
+
+HISTORY_PREFIX = "step_"
+
+
+def history_path(directory: Path, global_step: int) -> Path:
+    return Path(directory) / f"{HISTORY_PREFIX}{int(global_step):012d}.pt"
+
+
+def history(directory: Path) -> list:
+    """The kept ``step_*.pt`` checkpoints of a checkpoints directory, newest first."""
+    return sorted(Path(directory).glob(f"{HISTORY_PREFIX}*.pt"), reverse=True)
+
+
+def publish_latest(step_file: Path, keep: int) -> Path:
+    """Make ``step_file`` the directory's ``latest.pt`` (atomically) and drop all but the newest ``keep``."""
+    directory = step_file.parent
+    latest = directory / LATEST
+    tmp = directory / f".{LATEST}.link.tmp"
+    _remove(str(tmp))
+    try:
+        os.link(step_file, tmp)
+    except OSError:  # a file system without hard links: a copy instead
+        shutil.copyfile(step_file, tmp)
+    os.replace(tmp, latest)
+    for old in history(directory)[keep:]:
+        old.unlink()
+    return latest
+
+
+def load_latest(run_dir: Path | str) -> tuple:
+    """``(checkpoint, path, problem)``: ``latest.pt`` of a run, or, when it is missing or unreadable, the
+    newest readable kept checkpoint (``problem`` then says what was wrong with ``latest.pt``).
+    Raises ``CheckpointError`` naming every file tried when none can be read."""
+    directory = Path(run_dir) / "checkpoints"
+    candidates = [directory / LATEST, *history(directory)]
+    problems = []
+    for path in candidates:
+        try:
+            return load_checkpoint(path), path, (problems[0] if problems else None)
+        except CheckpointError as error:
+            problems.append(str(error))
+    raise CheckpointError(
+        f"no readable checkpoint in {directory} (tried {', '.join(p.name for p in candidates)}): {problems[0]}"
+    )
 
 
 def load_checkpoint(path: Path | str) -> Dict[str, Any]:

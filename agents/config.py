@@ -20,10 +20,12 @@ plain-dict config (from a checkpoint) can be re-typed with ``typed_config``.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence
 
+import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
@@ -255,6 +257,70 @@ class EvalConfig:
     window: int = 100  # training episodes in the rolling metric
 
 
+# ------------------------------------------------------ rollout backend
+
+ROLLOUT_BACKENDS = ("local", "ray")
+
+
+@dataclass
+class RayRolloutConfig:
+    """Rollout workers on Ray (``rollout.backend=ray``, agents/ray_rollout.py): each worker is a Ray actor
+    that builds ``envs_per_worker`` envs and a CPU copy of the policy, and returns rollout segments."""
+
+    address: Optional[str] = None  # null: start a local Ray instance; "auto" / "ray://host:port": join a cluster
+    num_workers: int = 2
+    envs_per_worker: Optional[int] = None  # null: num_envs / num_workers; num_workers * envs_per_worker = num_envs
+    cpus_per_worker: float = 1.0  # Ray CPUs reserved per worker (fractions share cores)
+    max_restarts: int = 3  # times Ray restarts each dead worker before the run stops
+    timeout_s: float = 600.0  # bound on every wait for a worker (a segment, a restart)
+
+
+@dataclass
+class RolloutBackendConfig:
+    """Where the envs run: ``local`` (vector envs in this machine's processes) or ``ray`` (Ray actors)."""
+
+    backend: str = "local"
+    ray: RayRolloutConfig = field(default_factory=RayRolloutConfig)
+
+
+def ray_envs_per_worker(cfg: DictConfig) -> int:
+    """``rollout.ray.envs_per_worker``, or ``num_envs / num_workers`` when it is null."""
+    ray_cfg = cfg.rollout.ray
+    return ray_cfg.envs_per_worker if ray_cfg.envs_per_worker is not None else cfg.num_envs // ray_cfg.num_workers
+
+
+def validate_rollout_config(cfg: DictConfig) -> None:
+    """``rollout.*``: the backend, and for Ray the worker layout, which must give exactly ``num_envs`` envs."""
+    rollout = cfg.rollout
+    if rollout.backend not in ROLLOUT_BACKENDS:
+        raise ValueError(f"rollout.backend={rollout.backend!r} is not one of {list(ROLLOUT_BACKENDS)}")
+    ray_cfg = rollout.ray
+    address = ray_cfg.address
+    if address is not None and address != "auto" and not re.fullmatch(r"(ray://)?[\w.-]+:\d+", address):
+        raise ValueError(f"rollout.ray.address={address!r} is not null, 'auto', 'ray://host:port' or 'host:port'")
+    for name, minimum in (("num_workers", 1), ("max_restarts", 0)):
+        if ray_cfg[name] < minimum:
+            raise ValueError(f"rollout.ray.{name} must be >= {minimum}, got {ray_cfg[name]}")
+    for name in ("cpus_per_worker", "timeout_s"):
+        if not ray_cfg[name] > 0:
+            raise ValueError(f"rollout.ray.{name} must be > 0, got {ray_cfg[name]}")
+    if rollout.backend != "ray":
+        return
+    workers, per_worker = ray_cfg.num_workers, ray_cfg.envs_per_worker
+    if per_worker is None and cfg.num_envs % workers:
+        raise ValueError(
+            f"num_envs={cfg.num_envs} is not a multiple of rollout.ray.num_workers={workers}; "
+            "set rollout.ray.envs_per_worker so that num_workers * envs_per_worker = num_envs"
+        )
+    if per_worker is not None and (per_worker < 1 or workers * per_worker != cfg.num_envs):
+        raise ValueError(
+            f"rollout.ray.num_workers * rollout.ray.envs_per_worker = {workers} * {per_worker} must equal "
+            f"num_envs={cfg.num_envs}"
+        )
+    if cfg.normalize_rewards:
+        raise ValueError("normalize_rewards=true is not supported with rollout.backend=ray; use rollout.backend=local")
+
+
 @dataclass
 class TrainConfig:
     env: Any = MISSING
@@ -267,6 +333,7 @@ class TrainConfig:
     num_envs: int = 8
     rollout_steps: int = 256  # steps per env per update (batch = num_envs * rollout_steps)
     async_envs: bool = True  # one process per env (AsyncVectorEnv); false: all in this process
+    rollout: RolloutBackendConfig = field(default_factory=RolloutBackendConfig)  # local envs or Ray workers
     # Info entries the training envs pass to the loop (the loop reads only is_success); null: all.
     # Dropping the rest in the env saves the vector env's per-step merging (agents/rollout.py).
     info_keys: Optional[List[str]] = field(default_factory=lambda: ["is_success"])
@@ -276,6 +343,9 @@ class TrainConfig:
     device: str = "cpu"
     torch_threads: int = 1  # torch intra-op threads; small nets are fastest with 1, and cores are shared
     checkpoint_every: int = 10  # updates between checkpoints/latest.pt (also written at the end)
+    keep_checkpoints: int = 2  # the last K latest.pt checkpoints kept (as step_*.pt) for a fallback on resume
+    worker_timeout: float = 300.0  # seconds an env worker may take to answer before the run stops
+    max_skipped_updates: int = 3  # updates in a row with a non-finite loss/gradient before the run stops
     progress_bar: bool = True
     eval: EvalConfig = field(default_factory=EvalConfig)
     resume: Optional[str] = None  # a run directory: continue it from checkpoints/latest.pt
@@ -328,6 +398,14 @@ def register_configs() -> None:
     for group, schemas in GROUP_SCHEMAS.items():
         for name, schema in schemas.items():
             cs.store(group=f"schema/{group}", name=name, node=schema)
+    if not OmegaConf.has_resolver("at_most_batch"):
+        OmegaConf.register_new_resolver("at_most_batch", at_most_batch)
+
+
+def at_most_batch(size: int, *, _root_: DictConfig) -> int:
+    """``${at_most_batch:256}`` (the agents' default minibatch): 256 samples, or the whole batch
+    (num_envs * rollout_steps) when it is smaller. A minibatch size that is set is never reduced."""
+    return min(int(size), _root_.num_envs * _root_.rollout_steps)
 
 
 def _run_dir(resume: Optional[str], default: str) -> str:
@@ -389,6 +467,10 @@ def validate_train_config(cfg: DictConfig) -> None:
     for name in ("total_steps", "num_envs", "rollout_steps", "checkpoint_every", "torch_threads"):
         if cfg[name] < 1:
             raise ValueError(f"{name} must be >= 1, got {cfg[name]}")
+    _check_fault_settings(cfg)
+    validate_seed("seed", cfg.seed)
+    validate_seed("eval.seed", cfg.eval.seed)
+    validate_device(cfg.device)
     if cfg.eval.every < 0 or cfg.eval.episodes < 1 or cfg.eval.window < 1:
         raise ValueError("eval.every must be >= 0, eval.episodes and eval.window >= 1")
     if cfg.logger.wandb.mode not in WANDB_MODES:
@@ -397,10 +479,10 @@ def validate_train_config(cfg: DictConfig) -> None:
         raise ValueError("agent.gamma and agent.gae_lambda must be in [0, 1]")
     agent = GROUP_SCHEMAS["agent"][cfg.agent.name]
     _reraise("agent", lambda: agent.validate(dataclass_from(agent.algorithm_config, cfg.agent)))
+    _check_minibatches_fit_the_batch(cfg)
+    validate_env_config(cfg)
+    _check_info_keys_keep_success(cfg)
     env = GROUP_SCHEMAS["env"][cfg.env.name]
-    if env.validate_kwargs is not None:
-        kwargs = OmegaConf.to_object(cfg.env.kwargs)
-        _reraise("env.kwargs", lambda: env.validate_kwargs(kwargs))
     if GROUP_SCHEMAS["curriculum"][cfg.curriculum.name].target is not None:
         _reraise("curriculum", lambda: validate_curriculum_config(cfg.curriculum))
         if env.curriculum_starts is None:
@@ -408,6 +490,115 @@ def validate_train_config(cfg: DictConfig) -> None:
                 f"curriculum={cfg.curriculum.name} needs near-goal starts, which env={cfg.env.name} "
                 "does not define (start_at_difficulty); use curriculum=none"
             )
+    validate_rollout_config(cfg)
+
+
+def _check_fault_settings(cfg: DictConfig) -> None:
+    """The keys that decide how a run survives faults (agents/trainer.py, agents/rollout.py)."""
+    if cfg.keep_checkpoints < 1:
+        raise ValueError(f"keep_checkpoints must be >= 1 (the last K latest.pt kept), got {cfg.keep_checkpoints}")
+    if not cfg.worker_timeout > 0:
+        raise ValueError(f"worker_timeout must be a positive number of seconds, got {cfg.worker_timeout}")
+    if cfg.max_skipped_updates < 1:
+        raise ValueError(f"max_skipped_updates must be >= 1, got {cfg.max_skipped_updates}")
+
+
+def validate_env_config(cfg: DictConfig) -> None:
+    """The checks of the ``env`` and ``model`` nodes alone: all that evaluating a checkpoint needs."""
+    steps = cfg.env.max_episode_steps
+    if steps is not None and steps < 1:
+        raise ValueError(
+            f"env.max_episode_steps={steps} is not allowed; allowed: an integer >= 1, "
+            "or null (the id's registered limit)"
+        )
+    env = GROUP_SCHEMAS["env"][cfg.env.name]
+    if env.validate_kwargs is not None:
+        kwargs = OmegaConf.to_object(cfg.env.kwargs)
+        _reraise("env.kwargs", lambda: env.validate_kwargs(kwargs))
+        _check_model_reads_the_observations(cfg.model.name, cfg.env.kwargs.obs_mode)
+
+
+# numpy's legacy seeding (np.random.seed, which seed_everything calls) takes 32-bit unsigned seeds.
+MAX_SEED = 2**32 - 1
+
+
+def validate_seed(key: str, seed: int) -> None:
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"{key}={seed} is out of range; allowed: 0..{MAX_SEED}")
+
+
+def available_devices() -> List[str]:
+    """The torch devices this machine has: ``cpu``, then ``cuda:0..N-1`` and ``mps`` when present."""
+    devices = ["cpu"]
+    gpus = torch.cuda.device_count()
+    if gpus:
+        devices.append("cuda:0" if gpus == 1 else f"cuda:0..{gpus - 1}")
+    if torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def _device_exists(device: torch.device) -> bool:
+    index = device.index or 0
+    if device.type == "cpu":
+        return True
+    if device.type == "cuda":
+        return index < torch.cuda.device_count()
+    return device.type == "mps" and index == 0 and torch.backends.mps.is_available()
+
+
+def validate_device(name: str) -> None:
+    """``device`` must be one this machine has: ``torch.device`` accepts ``cuda:7`` anywhere, and the
+    failure would otherwise come only when the model moves there, after the envs started."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or not _device_exists(device):
+        raise ValueError(f"device={name} is not available on this machine; available: {', '.join(available_devices())}")
+
+
+def _check_minibatches_fit_the_batch(cfg: DictConfig) -> None:
+    """A minibatch larger than the batch, or more minibatches than samples, is an error (the update
+    would otherwise silently use the whole batch, or minibatches of one sample)."""
+    batch = cfg.num_envs * cfg.rollout_steps
+    for name in ("minibatch_size", "num_minibatches", "critic_minibatch_size"):
+        value = cfg.agent.get(name)
+        if value is not None and value > batch:
+            raise ValueError(
+                f"agent.{name}={value} is larger than the batch (num_envs * rollout_steps = "
+                f"{cfg.num_envs} * {cfg.rollout_steps} = {batch}); allowed: 1..{batch}"
+            )
+
+
+def _check_model_reads_the_observations(model: str, obs_mode: str) -> None:
+    """What ``agents.registry.build_model`` checks on the built env, known here from ``env.kwargs.obs_mode``."""
+    reads = "graph" if GROUP_SCHEMAS["model"][model].graph_observations else "flat"
+    if reads != obs_mode:
+        fits = [
+            name
+            for name, schema in GROUP_SCHEMAS["model"].items()
+            if schema.graph_observations == (obs_mode == "graph")
+        ]
+        raise ValueError(
+            f"model={model} reads {reads} observations, but env.kwargs.obs_mode={obs_mode}; "
+            f"allowed: model={'|'.join(fits)}, or env.kwargs.obs_mode={reads}"
+        )
+
+
+# The envs whose info reports ``is_success`` (envs.base.InsertionEnv): best.pt follows it when present.
+SUCCESS_REPORTING_IDS = "GraphInsertion/"
+
+
+def _check_info_keys_keep_success(cfg: DictConfig) -> None:
+    """Dropping ``is_success`` from ``info_keys`` would quietly make best.pt follow the return instead."""
+    keys = cfg.info_keys
+    if keys is None or "is_success" in keys or not cfg.env.id.startswith(SUCCESS_REPORTING_IDS):
+        return
+    raise ValueError(
+        f"info_keys=[{','.join(keys)}] leaves out is_success, which {cfg.env.id} reports and best.pt follows; "
+        "allowed: a list with is_success (e.g. info_keys=[is_success]), or info_keys=null (all keys)"
+    )
 
 
 def _reraise(prefix: str, check) -> None:
@@ -425,6 +616,17 @@ RESUME_OVERRIDABLE = (
     "device",
     "async_envs",
     "logger.wandb.mode",
+    "keep_checkpoints",
+    "worker_timeout",
+    "max_skipped_updates",
+    # Where the envs run: the same envs and seeds either way (num_envs itself cannot change).
+    "rollout.backend",
+    "rollout.ray.address",
+    "rollout.ray.num_workers",
+    "rollout.ray.envs_per_worker",
+    "rollout.ray.cpus_per_worker",
+    "rollout.ray.max_restarts",
+    "rollout.ray.timeout_s",
 )
 
 

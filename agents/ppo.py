@@ -141,9 +141,15 @@ class PPO:
         self.learning_rate = config.learning_rate  # actor lr before annealing; moved by kl_adaptive_lr
 
     def _minibatch_size(self, batch_size: int) -> int:
-        if self.config.minibatch_size is not None:
-            return min(self.config.minibatch_size, batch_size)
-        return max(1, batch_size // self.config.num_minibatches)
+        """Samples per minibatch; asking for more than the batch holds is an error, never clamped."""
+        cfg = self.config
+        if cfg.minibatch_size is not None:
+            name, value = "minibatch_size", cfg.minibatch_size
+        else:
+            name, value = "num_minibatches", cfg.num_minibatches
+        if value > batch_size:
+            raise ValueError(f"{name}={value} is larger than the batch ({batch_size} samples)")
+        return cfg.minibatch_size or batch_size // cfg.num_minibatches
 
     def _set_learning_rates(self, progress: float) -> float:
         scale = 1.0 - progress if self.config.anneal_lr else 1.0

@@ -12,15 +12,135 @@ bootstrapped from the true final observation.
 from __future__ import annotations
 
 import functools
+import multiprocessing
+import signal
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium.vector.async_vector_env import AsyncState
 
 from agents.buffer import RolloutBuffer
+from agents.env_guards import NONFINITE_KEY
 from agents.rollout_policy import TorchRolloutPolicy
+
+EXIT_REPORT_WAIT = 2.0  # seconds to wait for a worker whose pipe broke to report its exit code
+
+
+class EnvWorkerDied(RuntimeError):
+    """An env worker process died or stopped answering; the message names it and how it ended."""
+
+
+class BoundedAsyncVectorEnv(gym.vector.AsyncVectorEnv):
+    """``AsyncVectorEnv`` whose every wait is bounded by ``timeout`` seconds and whose dead workers are
+    named: a worker killed mid-run (or hung) raises ``EnvWorkerDied`` with its index, pid and exit
+    signal instead of a raw ``EOFError``/``ConnectionResetError`` from a pipe, or a hang."""
+
+    def __init__(self, env_fns, timeout: float, **kwargs):
+        if not timeout > 0:
+            raise ValueError(f"env worker timeout must be positive, got {timeout}")
+        self.timeout = float(timeout)
+        self._failed = False
+        super().__init__(env_fns, **kwargs)
+
+    def reset_async(self, *args, **kwargs):
+        return self._guarded("reset", lambda: super(BoundedAsyncVectorEnv, self).reset_async(*args, **kwargs))
+
+    def step_async(self, actions):
+        return self._guarded("step", lambda: super(BoundedAsyncVectorEnv, self).step_async(actions))
+
+    def call_async(self, name, *args, **kwargs):
+        return self._guarded("call", lambda: super(BoundedAsyncVectorEnv, self).call_async(name, *args, **kwargs))
+
+    def reset_wait(self, timeout=None, **kwargs):
+        return self._guarded(
+            "reset", lambda: super(BoundedAsyncVectorEnv, self).reset_wait(self._bound(timeout), **kwargs)
+        )
+
+    def step_wait(self, timeout=None):
+        return self._guarded("step", lambda: super(BoundedAsyncVectorEnv, self).step_wait(self._bound(timeout)))
+
+    def call_wait(self, timeout=None):
+        return self._guarded("call", lambda: super(BoundedAsyncVectorEnv, self).call_wait(self._bound(timeout)))
+
+    def set_attr(self, name, values):
+        """gymnasium's ``set_attr`` (same worker protocol), with its wait for the answers bounded."""
+        if not isinstance(values, (list, tuple)):
+            values = [values] * self.num_envs
+        if len(values) != self.num_envs:
+            raise ValueError(f"set_attr({name!r}) needs {self.num_envs} values, got {len(values)}")
+        self._assert_is_running()
+        if self._state != AsyncState.DEFAULT:
+            raise RuntimeError(f"set_attr({name!r}) while waiting for a pending {self._state.value}")
+
+        def wait():
+            for pipe, value in zip(self.parent_pipes, values):
+                pipe.send(("_setattr", (name, value)))
+            if not self._poll_pipe_envs(self.timeout):
+                raise multiprocessing.TimeoutError(f"no answer within {self.timeout:g} s")
+            _, successes = zip(*[pipe.recv() for pipe in self.parent_pipes])
+            self._raise_if_errors(successes)
+
+        self._guarded("set_attr", wait)
+
+    def _bound(self, timeout):
+        return self.timeout if timeout is None else timeout
+
+    def _guarded(self, what: str, wait):
+        try:
+            return wait()
+        except (EOFError, ConnectionError, multiprocessing.TimeoutError) as error:
+            self._failed = True  # the pending call will never complete: close must not wait for it
+            raise EnvWorkerDied(self.describe_failure(what, error)) from None
+
+    def _dead_workers(self, wait: float) -> list:
+        """(index, process) of the workers that exited, waiting up to ``wait`` s for the one whose pipe broke
+        (its end of the pipe closes a moment before the kernel reports its exit)."""
+        deadline = time.monotonic() + wait
+        while True:
+            dead = [(i, p) for i, p in enumerate(self.processes) if p.exitcode is not None]
+            if dead or time.monotonic() >= deadline:
+                return dead
+            time.sleep(0.02)
+
+    def describe_failure(self, what: str, error: BaseException) -> str:
+        broken_pipe = not isinstance(error, multiprocessing.TimeoutError)
+        dead = self._dead_workers(EXIT_REPORT_WAIT if broken_pipe else 0.0)
+        if not dead:
+            return f"env workers did not answer {what} within {self.timeout:g} s ({type(error).__name__}: {error})"
+        return "; ".join(
+            f"env worker {i} (pid {p.pid}) died during {what}: {exit_description(p.exitcode)}" for i, p in dead
+        )
+
+    def close_extras(self, timeout=None, terminate=False):
+        """A dead or hung worker cannot answer ``close``: then every worker is killed instead. (Killed,
+        not terminated: the workers ignore SIGTERM, ``agents.training_envs.ignore_stop_signals``.)"""
+        if self._failed:
+            terminate = True
+        if not terminate and self._state != AsyncState.DEFAULT:
+            try:
+                getattr(self, f"{self._state.value}_wait")(self._bound(timeout))
+            except EnvWorkerDied:
+                terminate = True
+        if terminate or any(p.exitcode is not None for p in self.processes):
+            terminate = True
+            for process in self.processes:
+                if process.is_alive():
+                    process.kill()
+            self._state = AsyncState.DEFAULT  # nothing is pending any more: the workers are gone
+        super().close_extras(timeout=0 if terminate else timeout, terminate=terminate)
+
+
+def exit_description(exitcode: int) -> str:
+    """'killed by SIGKILL' for a negative exit code (the signal), else 'exited with status N'."""
+    if exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exited with status {exitcode}"
 
 
 class KeepInfoKeys(gym.Wrapper):
@@ -77,6 +197,7 @@ def make_vector_env(
     max_episode_steps: Optional[int] = None,
     context: Optional[str] = None,
     info_keys: Optional[Sequence[str]] = None,
+    worker_timeout: float = 300.0,
 ) -> gym.vector.VectorEnv:
     """``num_envs`` copies of ``env_id`` (a registered id or an env constructor) with SAME_STEP autoreset.
 
@@ -86,7 +207,8 @@ def make_vector_env(
     action spaces here; the env RNGs are seeded by the first
     ``reset(seed=env_seeds(seed, num_envs))`` (``RolloutCollector`` does it).
     ``context`` is the multiprocessing start method
-    for AsyncVectorEnv (None = platform default).
+    for AsyncVectorEnv (None = platform default); ``worker_timeout`` bounds every
+    wait for its workers (``BoundedAsyncVectorEnv``).
     """
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
@@ -98,7 +220,7 @@ def make_vector_env(
     ]
     mode = gym.vector.AutoresetMode.SAME_STEP
     if asynchronous and num_envs > 1:
-        envs = gym.vector.AsyncVectorEnv(env_fns, context=context, autoreset_mode=mode)
+        envs = BoundedAsyncVectorEnv(env_fns, worker_timeout, context=context, autoreset_mode=mode)
     else:
         envs = gym.vector.SyncVectorEnv(env_fns, autoreset_mode=mode)
     if seed is not None:
@@ -129,7 +251,8 @@ def episode_stats_from_info(info: Dict[str, Any]) -> Dict[str, list]:
     ``RecordEpisodeStatistics`` put ``episode = {"r", "l", "t"}`` there.
     ``successes`` only lists episodes whose env reported ``is_success``. ``episodes`` has one
     record per ended episode: env index, return, length, success (None if not reported) and the
-    ``start_id`` it began from (None unless the env passes ``start_id`` on, agents/start_states.py).
+    ``start_id`` it began from (None unless the env passes ``start_id`` on, agents/start_states.py),
+    and whether it was cut at a non-finite observation or reward (``nonfinite``, agents/env_guards.py).
     """
     stats = {"returns": [], "lengths": [], "successes": [], "episodes": []}
     final = info.get("final_info")
@@ -142,6 +265,7 @@ def episode_stats_from_info(info: Dict[str, Any]) -> Dict[str, list]:
     if "is_success" in final:
         stats["successes"] = [float(final["is_success"][i]) for i in ended if reported[i]]
     has_start = "start_id" in final
+    has_nonfinite = NONFINITE_KEY in final  # agents/env_guards.py cut the episode at a blow-up
     for i, ret, length in zip(ended, stats["returns"], stats["lengths"]):
         stats["episodes"].append(
             {
@@ -150,6 +274,7 @@ def episode_stats_from_info(info: Dict[str, Any]) -> Dict[str, list]:
                 "length": length,
                 "success": bool(final["is_success"][i]) if reported[i] else None,
                 "start_id": int(final["start_id"][i]) if has_start and final["_start_id"][i] else None,
+                "nonfinite": bool(has_nonfinite and final["_nonfinite"][i]),
             }
         )
     return stats

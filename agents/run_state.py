@@ -78,21 +78,34 @@ def _beats(tie_breaker: Optional[float], best: Optional[float]) -> bool:
     return best is None or tie_breaker > best
 
 
+# What asks a run to stop: Ctrl-C, a kill/stop by SLURM, systemd or a container runtime, and the
+# signals SLURM sends ahead of a time limit or preemption (``--signal=USR1@90``).
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGUSR1", "SIGUSR2") if hasattr(signal, name)
+)
+
+
 class StopSignal:
-    """Turns the first SIGTERM/SIGINT into a stop request; a second one raises ``KeyboardInterrupt``."""
+    """Turns the first stop signal (``STOP_SIGNALS``) into a stop request; a second one raises
+    ``KeyboardInterrupt``."""
 
     def __init__(self):
         self.signum: Optional[int] = None
         self._previous = {}
 
     def __enter__(self) -> "StopSignal":
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in STOP_SIGNALS:
             self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
+        previous = self._previous.get(self.signum)
+        if exc_type is None and callable(previous) and previous is not signal.default_int_handler:
+            # The checkpoint is written: now the handler this one displaced sees the signal too, e.g.
+            # submitit's, which requeues a SLURM job on SIGUSR2 (it then continues from latest.pt).
+            previous(self.signum, None)
 
     def _handle(self, signum, frame) -> None:
         if self.signum is not None:

@@ -5,9 +5,11 @@ whole loop, readable in one place). ``train(cfg, run_dir)`` is the entry point.
 Extending a run without editing the loop: a ``TrainerPlugin`` (e.g. a curriculum) is called after
 the build, after every rollout, for metrics, and saves its state in the checkpoint; the rollout
 backend is ``Trainer.collector`` (anything with ``collect(num_steps) -> episode stats``,
-``timing`` and ``obs``). Names (``model=``, ``agent=``) are resolved by ``agents/registry.py``;
-the envs come from ``agents/training_envs.py``, evaluation from ``agents/evaluation.py``, the
-run state and stop signal from ``agents/run_state.py``.
+``timing`` and ``obs``, optionally ``metrics()`` for the log row), built with the envs by
+``agents/collectors.py``: local vector envs, or Ray workers (``rollout.backend=ray``). Names
+(``model=``, ``agent=``) are resolved by ``agents/registry.py``; the envs come from
+``agents/training_envs.py``, evaluation from ``agents/evaluation.py``, the run state and stop
+signal from ``agents/run_state.py``.
 
 Reproducibility and resuming
 ----------------------------
@@ -22,16 +24,29 @@ one; otherwise only the partial episodes in flight are replayed with fresh
 actions (their statistics are not double counted: episodes are logged when
 they end).
 
-Stopping
---------
-SIGTERM or Ctrl-C (SIGINT) asks the loop to stop: it finishes the rollout or
-update in progress, writes ``latest.pt`` and returns. A second signal stops at
-once without a new checkpoint (``latest.pt`` keeps the last one). Env worker
-processes ignore SIGINT so that a Ctrl-C in a terminal reaches only the loop.
+Stopping and faults
+-------------------
+SIGTERM, Ctrl-C (SIGINT), SIGUSR1 or SIGUSR2 (what SLURM sends before a time
+limit) asks the loop to stop: it finishes the rollout or update in progress,
+writes ``latest.pt`` and returns. A second signal stops at once without a new
+checkpoint (``latest.pt`` keeps the last one). Env workers ignore these signals,
+so a signal to the whole process group cannot kill them before the checkpoint.
+
+- One process per run directory (``agents/run_lock.py``).
+- ``latest.pt`` is the newest of the last ``keep_checkpoints`` kept as
+  ``step_<N>.pt``; a resume falls back to them when it is unreadable. A full
+  disk stops the run with one line; the previous checkpoint stays intact.
+- A dead or hung env worker (every wait is bounded by ``worker_timeout``) stops
+  the run with an emergency ``latest.pt`` of the last completed update.
+- A non-finite observation or reward truncates that episode (``agents/env_guards.py``,
+  ``rollout/nonfinite_episodes``); a non-finite loss or gradient skips the update
+  (``train/skipped_updates``), and ``max_skipped_updates`` in a row stop the run.
+These stops raise ``TrainingAborted``; ``scripts/train.py`` prints its one line.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import sys
 import time
@@ -47,14 +62,16 @@ from tqdm import tqdm
 
 from agents import checkpoint as ckpt
 from agents.buffer import RolloutBuffer
+from agents.collectors import make_collector, make_rollout_envs
 from agents.config import to_container, validate_train_config
 from agents.evaluation import episode_metric, evaluate_during_training, mean_or_nan
 from agents.logger import Logger
 from agents.plots import plot_learning_curve
 from agents.registry import build_algorithm, build_model, build_plugins
-from agents.rollout import RolloutCollector
+from agents.rollout import EnvWorkerDied, RolloutCollector
+from agents.run_lock import RunDirLock
 from agents.run_state import RunState, StopSignal, seed_everything
-from agents.training_envs import env_kwargs, make_env, make_training_envs, restore_reward_statistics, reward_statistics
+from agents.training_envs import env_kwargs, make_env, restore_reward_statistics, reward_statistics
 
 
 class TrainerPlugin:
@@ -77,6 +94,11 @@ class TrainerPlugin:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what ``state_dict`` returned (on resume)."""
+
+
+class TrainingAborted(RuntimeError):
+    """The run cannot go on (a dead env worker, a full disk, non-finite updates); the message says why
+    and which checkpoint a ``resume=`` continues from."""
 
 
 @dataclass
@@ -116,7 +138,8 @@ class Trainer:
         cfg, checkpoint = self.cfg, self.resume_from
         torch.set_num_threads(cfg.torch_threads)
         seed_everything(cfg.seed)
-        self.envs = make_training_envs(cfg)
+        # Local vector envs or Ray workers (rollout.backend); blow-ups are dumped into the run directory.
+        self.envs = make_rollout_envs(cfg, self.run_dir / "nonfinite")
         self.obs_space, self.action_space = self.envs.single_observation_space, self.envs.single_action_space
         try:
             self.model = build_model(cfg.model, self.obs_space, self.action_space).to(cfg.device)
@@ -124,7 +147,7 @@ class Trainer:
             self.buffer = RolloutBuffer(
                 cfg.rollout_steps, cfg.num_envs, cfg.agent.gamma, cfg.agent.gae_lambda, cfg.device
             )
-            self.collector = RolloutCollector(self.envs, self.model, self.buffer, seed=cfg.seed)
+            self.collector = make_collector(cfg, self.envs, self.model, self.buffer)
             self.state = RunState(
                 recent_returns=deque(maxlen=cfg.eval.window), recent_successes=deque(maxlen=cfg.eval.window)
             )
@@ -169,9 +192,30 @@ class Trainer:
         statistics: acting, the stored log-probs and values, and the update all normalise with the same
         statistics, so the update's importance ratios are taken against the policy that collected the data."""
         progress = min(1.0, self.state.global_step / self.cfg.total_steps)
+        before = copy.deepcopy((self.model.state_dict(), self.algorithm.state_dict()))
         metrics = self.algorithm.update(self.buffer, progress=progress)
+        if not (all(math.isfinite(v) for v in metrics.values()) and _parameters_finite(self.model)):
+            return self._skip_update(before, metrics)
+        self._skipped_in_a_row = 0
         self.model.update_normalizer(self.buffer.full_batch().obs)
         return metrics
+
+    def _skip_update(self, before: tuple, metrics: Dict[str, float]) -> Dict[str, float]:
+        """A non-finite loss or gradient: put model and optimizer back as they were and count it;
+        ``max_skipped_updates`` in a row stop the run (its last checkpoints are from before them)."""
+        self.model.load_state_dict(before[0])
+        self.algorithm.load_state_dict(before[1])
+        self.skipped_updates += 1
+        self._skipped_in_a_row += 1
+        bad = sorted(k for k, v in metrics.items() if not math.isfinite(v)) or ["parameters"]
+        tqdm.write(f"update {self.state.updates + 1} skipped: non-finite {', '.join(bad)}", file=sys.stderr)
+        if self._skipped_in_a_row >= self.cfg.max_skipped_updates:
+            raise TrainingAborted(
+                f"{self._skipped_in_a_row} updates in a row had a non-finite loss or gradient ({', '.join(bad)}); "
+                f"stopped with the last good checkpoint {self.checkpoint_dir / ckpt.LATEST} "
+                f"(update {self._saved_updates})"
+            )
+        return {}
 
     def log(self, stats: Dict[str, list], update_metrics: Dict[str, float], timing: Dict[str, float]) -> tuple:
         """Count the iteration, write its log row (evaluating every ``eval.every`` updates); return the
@@ -189,8 +233,11 @@ class Trainer:
             "time/elapsed": state.elapsed,
             **timing,
             **episode_metrics(stats, state),
+            "train/skipped_updates": self.skipped_updates,
             **{f"train/{k}": v for k, v in update_metrics.items()},
         }
+        if hasattr(self.collector, "metrics"):  # a backend's own counters (Ray: rollout/worker_restarts)
+            metrics.update(self.collector.metrics())
         for plugin in self.plugins:
             metrics.update(plugin.metrics(self))
         measured = episode_metric(list(state.recent_returns), list(state.recent_successes))
@@ -211,12 +258,45 @@ class Trainer:
         if self.state.updates % self.cfg.checkpoint_every == 0:
             self.save(ckpt.LATEST)
 
-    def save(self, name: str) -> None:
+    def env_snapshot(self) -> Dict[str, Any]:
+        """What a checkpoint needs from the envs and plugins, taken before a rollout: a worker that dies
+        during it can no longer be asked, and the emergency checkpoint is that of the last update."""
+        return {
+            "episode_index": list(self.envs.unwrapped.get_attr("episode_seeding_current")),
+            "reward_statistics": reward_statistics(self.envs),
+            "plugins": {plugin.name: plugin.state_dict() for plugin in self.plugins},
+        }
+
+    def save(self, name: str, snapshot: Optional[Mapping[str, Any]] = None) -> None:
+        """Write ``best.pt`` or ``latest.pt`` (kept as ``step_<N>.pt``, the last ``keep_checkpoints``);
+        ``snapshot``: ``env_snapshot()`` of an earlier moment instead of asking the envs now."""
+        state, snapshot = self.state, snapshot or self.env_snapshot()
+        extra = state.extra(snapshot["episode_index"], snapshot["reward_statistics"])
+        extra["plugins"] = snapshot["plugins"]
+        path = (
+            self.checkpoint_dir / name
+            if name != ckpt.LATEST
+            else ckpt.history_path(self.checkpoint_dir, state.global_step)
+        )
+        try:
+            self._write(path, extra)
+        except ckpt.CheckpointWriteError as error:
+            previous = self.checkpoint_dir / ckpt.LATEST
+            kept = (
+                f"{previous} (update {self._saved_updates}) is intact"
+                if previous.exists()
+                else "no checkpoint exists yet"
+            )
+            raise TrainingAborted(f"{error}; {kept}") from None
+        if name == ckpt.LATEST:
+            ckpt.publish_latest(path, self.cfg.keep_checkpoints)
+            self._saved_updates = state.updates
+            plot_learning_curve(self.run_dir)
+
+    def _write(self, path: Path, extra: Dict[str, Any]) -> None:
         state = self.state
-        extra = state.extra(self.envs.unwrapped.get_attr("episode_seeding_current"), reward_statistics(self.envs))
-        extra["plugins"] = {plugin.name: plugin.state_dict() for plugin in self.plugins}
         ckpt.save_checkpoint(
-            self.checkpoint_dir / name,
+            path,
             model=self.model,
             algorithm=self.algorithm,
             global_step=state.global_step,
@@ -228,15 +308,23 @@ class Trainer:
             action_space=self.action_space,
             trainer=extra,
         )
-        if name == ckpt.LATEST:
-            self._saved_updates = state.updates
-            plot_learning_curve(self.run_dir)
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> TrainResult:
-        """Build, then collect -> update -> log -> checkpoint until ``total_steps`` or a stop signal."""
+        """Build, then collect -> update -> log -> checkpoint until ``total_steps`` or a stop signal.
+
+        One process per run directory (``agents/run_lock.py``). A dead or hung env worker stops the run
+        with an emergency ``latest.pt`` of the last completed update and a ``TrainingAborted`` naming it.
+        """
+        with RunDirLock(self.run_dir) as lock:
+            if lock.previous_holder:
+                tqdm.write(f"took over the run directory lock of a process that died ({lock.previous_holder})")
+            return self._run()
+
+    def _run(self) -> TrainResult:
         self.build()
         cfg, state = self.cfg, self.state
+        self.skipped_updates, self._skipped_in_a_row = 0, 0
         self._start_step, self._saved_updates = state.global_step, state.updates
         self._start_time = self._last_time = time.time()
         self._progress = tqdm(
@@ -246,11 +334,12 @@ class Trainer:
             dynamic_ncols=True,
             disable=not cfg.progress_bar,
         )
-        stop = StopSignal()
+        stop, snapshot = StopSignal(), None
         try:
             with stop:
                 while state.global_step < cfg.total_steps and not stop.requested:
                     iteration_start = time.perf_counter()
+                    snapshot = self.env_snapshot()
                     stats = self.collect()
                     update_start = time.perf_counter()
                     update_metrics = self.update()
@@ -261,6 +350,14 @@ class Trainer:
                     self.checkpoint(self.log(stats, update_metrics, timing))
                 if self._saved_updates != state.updates:
                     self.save(ckpt.LATEST)  # at the end, or after a stop request
+        except EnvWorkerDied as error:
+            if snapshot is None:  # died before the first rollout: there is nothing to save
+                raise TrainingAborted(f"{error}; no checkpoint was written") from None
+            self.save(ckpt.LATEST, snapshot)  # what the last completed update left
+            raise TrainingAborted(
+                f"{error}; wrote {self.checkpoint_dir / ckpt.LATEST} at update {state.updates} "
+                f"(step {state.global_step}): continue with resume={self.run_dir}"
+            ) from None
         except KeyboardInterrupt:
             tqdm.write(
                 f"stopped without a new checkpoint; {self.checkpoint_dir / ckpt.LATEST} has the last one",
@@ -286,6 +383,10 @@ def train(
     return Trainer(cfg, run_dir, checkpoint, plugins).run()
 
 
+def _parameters_finite(model: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
 def iteration_timing(rollout: Mapping[str, float], update: float, total: float) -> Dict[str, float]:
     """Where one collect + update iteration went, in seconds: waiting for the envs, the policy acting
     (and valuing final observations), the update (with the normaliser merge) and everything else
@@ -306,6 +407,7 @@ def episode_metrics(stats: Mapping[str, list], state: RunState) -> Dict[str, flo
         "rollout/return_mean": mean_or_nan(stats["returns"]),
         "rollout/length_mean": mean_or_nan(stats["lengths"]),
         "rollout/success_rate": mean_or_nan(stats["successes"]),
+        "rollout/nonfinite_episodes": sum(bool(e.get("nonfinite")) for e in stats.get("episodes", [])),
         "rolling/return_mean": mean_or_nan(state.recent_returns),
         "rolling/success_rate": mean_or_nan(state.recent_successes),
     }

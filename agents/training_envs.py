@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import signal
+from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
 import gymnasium as gym
@@ -17,7 +18,9 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 import envs as _registers_env_ids  # noqa: F401  (GraphInsertion/* ids, also in env worker processes)
+from agents.env_guards import NONFINITE_KEY, NonFiniteGuard
 from agents.rollout import make_vector_env
+from agents.run_state import STOP_SIGNALS
 from agents.start_states import AssignedStart
 
 
@@ -47,28 +50,46 @@ class EpisodeSeeding(gym.Wrapper):
         return self.env.reset(seed=int(sequence.generate_state(1)[0]), options=options)
 
 
+def ignore_stop_signals() -> None:
+    """In an env worker: stop signals are for the training loop (``agents.run_state.STOP_SIGNALS``).
+
+    A Ctrl-C in a terminal, or SLURM/systemd/a container runtime signalling the whole process
+    group, reaches the workers too; if they died at once the trainer could not finish the rollout
+    and write ``latest.pt``. The trainer closes them when it is done.
+    """
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def make_env(
-    env_id: str, max_episode_steps: Optional[int] = None, render_mode: Optional[str] = None, **kwargs
+    env_id: str,
+    max_episode_steps: Optional[int] = None,
+    render_mode: Optional[str] = None,
+    nonfinite_dir: Optional[str] = None,
+    **kwargs,
 ) -> gym.Env:
-    """One env from the config's ``env.id``/``max_episode_steps``/``kwargs``, with ``EpisodeSeeding`` and
-    ``AssignedStart`` (agents/start_states.py: the start a curriculum assigns to this worker)."""
+    """One env from the config's ``env.id``/``max_episode_steps``/``kwargs``, with ``EpisodeSeeding``,
+    ``AssignedStart`` (agents/start_states.py: the start a curriculum assigns to this worker) and
+    ``NonFiniteGuard`` (agents/env_guards.py: a blow-up ends the episode; dumps go to ``nonfinite_dir``)."""
     if multiprocessing.parent_process() is not None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # in an env worker: Ctrl-C is for the training loop
+        ignore_stop_signals()
     extra = {} if render_mode is None else {"render_mode": render_mode}
     env = gym.make(env_id, max_episode_steps=max_episode_steps, **extra, **kwargs)
-    return EpisodeSeeding(AssignedStart(env))
+    return EpisodeSeeding(AssignedStart(NonFiniteGuard(env, nonfinite_dir)))
 
 
 def env_kwargs(env_cfg: DictConfig) -> Dict[str, Any]:
     return OmegaConf.to_container(env_cfg.kwargs, resolve=True)
 
 
-def make_training_envs(cfg: DictConfig) -> gym.vector.VectorEnv:
-    """The vector env of ``cfg``, wrapped for reward scaling when ``normalize_rewards``.
+def make_training_envs(cfg: DictConfig, nonfinite_dir: Optional[Path] = None) -> gym.vector.VectorEnv:
+    """The vector env of ``cfg``, wrapped for reward scaling when ``normalize_rewards``; envs whose
+    observation or reward blows up write what is needed to replay it to ``nonfinite_dir``.
 
     Env attributes are reached through ``envs.unwrapped`` (vector wrappers do not forward ``get_attr``).
     """
-    factory = functools.partial(make_env, cfg.env.id, cfg.env.max_episode_steps)
+    dump_dir = None if nonfinite_dir is None else str(nonfinite_dir)
+    factory = functools.partial(make_env, cfg.env.id, cfg.env.max_episode_steps, nonfinite_dir=dump_dir)
     # "fork" explicitly: inside Hydra's joblib (loky) workers the default start method pickles the
     # workers' arguments, and gymnasium's shared-memory observation buffers cannot be pickled.
     context = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
@@ -79,7 +100,8 @@ def make_training_envs(cfg: DictConfig) -> gym.vector.VectorEnv:
         seed=cfg.seed,
         asynchronous=cfg.async_envs,
         context=context,
-        info_keys=None if cfg.info_keys is None else [*cfg.info_keys, *curriculum_info_keys(cfg)],
+        info_keys=None if cfg.info_keys is None else [*cfg.info_keys, *curriculum_info_keys(cfg), NONFINITE_KEY],
+        worker_timeout=cfg.worker_timeout,
     )
     if cfg.normalize_rewards:
         # Rewards divided by the running std of their discounted sum (as SB3's VecNormalize and

@@ -47,7 +47,7 @@ from omegaconf.errors import OmegaConfBaseException
 from PIL import Image, ImageDraw, ImageFont
 
 from agents import checkpoint as ckpt
-from agents.config import register_configs, typed_config, validate_train_config
+from agents.config import register_configs, typed_config, validate_device, validate_env_config, validate_seed
 from agents.evaluation import run_episodes
 from agents.registry import build_model
 from agents.run_state import seed_everything
@@ -87,6 +87,8 @@ def parse_arguments(argv: Sequence[str]) -> Tuple[DictConfig, List[Tuple[str, An
         cfg = compose(config_name="evaluate", overrides=others)
     if cfg.episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {cfg.episodes}")
+    validate_seed("seed", cfg.seed)
+    validate_device(cfg.device)
     if cfg.which not in (ckpt.LATEST[:-3], ckpt.BEST[:-3]):
         raise ValueError(f"which={cfg.which!r} is not one of ['latest', 'best']")
     if cfg.video_format not in VIDEO_FORMATS:
@@ -113,12 +115,15 @@ def check_video_options(cfg: DictConfig) -> None:
 
 
 def env_config(checkpoint: Dict[str, Any], overrides: List[Tuple[str, Any]]) -> DictConfig:
-    """The checkpoint's typed train config with the ``env.*`` overrides applied and validated."""
+    """The checkpoint's typed train config with the ``env.*`` overrides applied and validated.
+
+    Only its env and model are checked: the training-only keys (its device, batch, ...) do not apply here.
+    """
     cfg = typed_config(checkpoint["config"])
     for key, value in overrides:
         free_form = cfg.env.name == "gym" and key.startswith("env.kwargs.")
         OmegaConf.update(cfg, key, value, merge=True, force_add=free_form)
-    validate_train_config(cfg)
+    validate_env_config(cfg)
     return cfg
 
 

@@ -9,10 +9,21 @@ Examples::
     python scripts/train.py logger.wandb.mode=online            # default offline: no account/network
     python scripts/train.py --cfg job                           # print the composed config and exit
 
+Rollout workers on Ray (``rollout.backend=ray``, agents/ray_rollout.py; README "Rollout workers on Ray")::
+
+    python scripts/train.py rollout.backend=ray                 # a local Ray instance, 2 workers x 2 envs
+    python scripts/train.py rollout.backend=ray num_envs=8 rollout.ray.num_workers=8    # 1 env each
+    python scripts/train.py rollout.backend=ray rollout.ray.address=auto num_envs=64 rollout.ray.num_workers=32
+    python scripts/train.py rollout.backend=ray rollout.ray.address=ray://head-node:10001 ...   # Ray Client
+
+A dead worker is restarted by Ray and its rollout segment collected again (one line on stderr,
+``rollout/worker_restarts`` in metrics.csv); past ``rollout.ray.max_restarts`` the run stops.
+
 Run directory (``outputs/<date>/<time>/``, or ``multirun/<date>/<time>/<job>/``)::
 
     .hydra/                 composed config, hydra config, command-line overrides
-    checkpoints/latest.pt   every ``checkpoint_every`` updates, at the end and on SIGTERM/Ctrl-C
+    checkpoints/latest.pt   every ``checkpoint_every`` updates, at the end and on a stop signal
+    checkpoints/step_*.pt   the last ``keep_checkpoints`` of them (latest.pt is the newest)
     checkpoints/best.pt     whenever the eval (or, with eval.every=0, rolling training) success rate
                             improves, or ties with a higher mean return (see configs/train.yaml)
     metrics.csv  tb/  wandb/  train.log
@@ -44,8 +55,13 @@ joblib launcher runs them in parallel processes::
 Each run already uses ``num_envs`` processes for its envs, so keep
 (n_jobs x num_envs) near the number of cores.
 
-Exit status: 0 when done, 128 + signal number after a SIGTERM/Ctrl-C stop
-(with ``latest.pt`` written), 1 on errors.
+Exit status: 0 when done, 128 + signal number after a stop by SIGTERM, SIGINT
+(Ctrl-C), SIGUSR1 or SIGUSR2, also sent to the whole process group (with
+``latest.pt`` written), 1 with one ``Error:`` line on errors: a config mistake, a
+run directory in use by another process, a dead env worker (after an emergency
+``latest.pt``), a full disk (the previous checkpoint intact), repeated
+non-finite updates. A corrupt ``latest.pt`` is replaced on resume by the newest
+readable ``checkpoints/step_*.pt`` (``keep_checkpoints``).
 """
 
 from __future__ import annotations
@@ -58,7 +74,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, open_dict
 
-from agents.checkpoint import LATEST, load_checkpoint
+from agents.checkpoint import LATEST, CheckpointError, history, load_latest
 from agents.config import (
     apply_resume_overrides,
     config_changes,
@@ -67,7 +83,9 @@ from agents.config import (
     to_container,
     validate_train_config,
 )
-from agents.trainer import train
+from agents.rollout import EnvWorkerDied
+from agents.run_lock import RunDirInUse
+from agents.trainer import TrainingAborted, train
 
 register_configs()
 register_resolvers()
@@ -78,7 +96,7 @@ def check_resume_argument(argv: list) -> None:
     for arg in argv:
         if arg.startswith("resume=") and arg != "resume=null":
             latest = Path(arg.split("=", 1)[1]) / "checkpoints" / LATEST
-            if not latest.is_file():
+            if not latest.is_file() and not history(latest.parent):
                 sys.exit(
                     f"Error: {arg}: no checkpoint {latest} (not a run directory, or the run stopped "
                     f"before its first checkpoint)"
@@ -91,6 +109,18 @@ def command_line_overrides() -> list:
     return [(o.key_or_group, o.value()) for o in parsed]
 
 
+def load_run_checkpoint(run_dir: Path) -> dict:
+    """The run's ``latest.pt``, or the newest readable kept checkpoint when it is corrupt or missing
+    (saying so); exits with one ``Error:`` line when none can be read."""
+    try:
+        checkpoint, path, problem = load_latest(run_dir)
+    except CheckpointError as error:
+        sys.exit(f"Error: {error}")
+    if problem:
+        print(f"{problem}; resuming from {path} (step {checkpoint['global_step']}) instead", file=sys.stderr)
+    return checkpoint
+
+
 def continue_in_place(cfg: DictConfig, run_dir: Path):
     """The checkpoint of the run already in ``run_dir`` (a rerun sweep, a requeued job), or None.
 
@@ -99,9 +129,9 @@ def continue_in_place(cfg: DictConfig, run_dir: Path):
     config there is an error, not a second run mixed into the first one's files.
     """
     latest = run_dir / "checkpoints" / LATEST
-    if not latest.is_file():
+    if not latest.is_file() and not history(latest.parent):
         return None
-    checkpoint = load_checkpoint(latest)
+    checkpoint = load_run_checkpoint(run_dir)
     changed = config_changes(checkpoint["config"], to_container(cfg))
     if changed:
         sys.exit(
@@ -119,8 +149,11 @@ def main(cfg: DictConfig) -> None:
     checkpoint = None
     if cfg.resume:
         run_dir = Path(cfg.resume).resolve()
-        checkpoint = load_checkpoint(run_dir / "checkpoints" / LATEST)
-        cfg = apply_resume_overrides(checkpoint["config"], command_line_overrides())
+        checkpoint = load_run_checkpoint(run_dir)
+        try:
+            cfg = apply_resume_overrides(checkpoint["config"], command_line_overrides())
+        except ValueError as error:  # a key a resume may not change
+            sys.exit(f"Error: {error}")
         with open_dict(cfg):
             cfg.resume = str(run_dir)
     else:
@@ -135,7 +168,10 @@ def main(cfg: DictConfig) -> None:
             f"run dir: {run_dir}  already trained to {checkpoint['global_step']} steps (total_steps={cfg.total_steps})"
         )
         return
-    result = train(cfg, run_dir, checkpoint)
+    try:
+        result = train(cfg, run_dir, checkpoint)
+    except (TrainingAborted, EnvWorkerDied, RunDirInUse, CheckpointError) as error:
+        sys.exit(f"Error: {error}")
     print(f"run dir: {run_dir}  steps: {result.global_step}  updates: {result.updates}  best: {result.best_metric}")
     if result.stopped_by is not None:
         sys.exit(128 + result.stopped_by)
