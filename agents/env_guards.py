@@ -25,9 +25,17 @@ NONFINITE_KEY = "nonfinite"  # info entry of the step that was cut: the path of 
 
 
 def all_finite(value: Any) -> bool:
+    """Whether every number of an observation (an array or a dict of arrays) is finite. Checked on
+    every step, so cheaply: integer arrays are always finite, and one sum is finite unless an element
+    is not (or a huge sum overflows, which the element-wise check then settles)."""
     if isinstance(value, dict):
         return all(all_finite(v) for v in value.values())
-    return bool(np.all(np.isfinite(np.asarray(value, dtype=np.float64))))
+    array = np.asarray(value)
+    if array.dtype.kind not in "fc":
+        return True
+    with np.errstate(over="ignore"):
+        total = array.sum()
+    return bool(np.isfinite(total) or np.isfinite(array).all())
 
 
 class NonFiniteGuard(gym.Wrapper):

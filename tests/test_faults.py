@@ -273,3 +273,12 @@ def test_a_non_finite_update_is_skipped_and_several_in_a_row_stop_the_run(tmp_pa
     assert saved["updates"] == 3
     for value in saved["model"].values():
         assert torch.isfinite(value).all()
+
+
+def test_the_finiteness_check_sees_every_element_and_ignores_integer_arrays():
+    from agents.env_guards import all_finite
+
+    assert all_finite({"nodes": np.ones((3, 4), np.float32), "edge_index": np.zeros((2, 6), np.int64)})
+    assert not all_finite({"nodes": np.array([[1.0, np.nan]], np.float32)})
+    assert not all_finite(np.array([1.0, -np.inf]))
+    assert all_finite(np.array([1e308, 1e308]))  # a sum that overflows is not a non-finite element
