@@ -39,7 +39,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
@@ -52,6 +54,7 @@ from tqdm import tqdm
 
 from agents.buffer import RolloutBuffer
 from agents.config import ray_envs_per_worker, to_container, typed_config
+from agents.ray_head import LocalRayHead
 from agents.registry import build_model
 from agents.rollout import EnvWorkerDied, RolloutCollector, env_seeds
 from agents.training_envs import make_training_envs
@@ -67,6 +70,8 @@ RESTORED_ATTRIBUTES = (
     "assigned_start",
     "rejected_starts",
 )
+
+AUTH_MODE_VARIABLE = "RAY_AUTH_MODE"  # Ray's switch for token authentication
 
 RESTART_POLL_S = 0.2  # seconds between calls to a worker that Ray is restarting
 
@@ -217,20 +222,64 @@ def init_local_ray(num_cpus: int, **options) -> None:
     )
 
 
-def connect(ray_cfg: DictConfig, num_workers: int) -> bool:
-    """Use the Ray instance this process is connected to, else join ``address`` or start a local
-    instance; True when this call connected (so closing the envs disconnects again).
+class RayConnection:
+    """This process's connection to Ray, made by ``connect``; ``close`` ends it (and the local instance)."""
 
-    A local instance gets at least one CPU per worker's reservation, as the local backend runs one
+    def __init__(self, head: Optional[LocalRayHead] = None):
+        self.head = head
+
+    def close(self) -> None:
+        ray.shutdown()
+        if self.head is not None:
+            self.head.stop()
+
+
+def use_token_authentication() -> None:
+    """Token authentication for the local instance and this process's connection to it, as ``ray.init()``
+    sets up for an instance it starts itself (unless ``RAY_AUTH_MODE`` says otherwise): the head process
+    writes the token (``~/.ray/auth_token``), but a connection by address only uses it in token mode,
+    and Ray reads the mode when it is imported, so its config is read again (``Config.initialize``,
+    as Ray's own ``ray.init`` does; tests/test_ray_rollout.py fails if that stops working)."""
+    if AUTH_MODE_VARIABLE not in os.environ:
+        os.environ[AUTH_MODE_VARIABLE] = "token"
+        from ray._raylet import Config
+
+        Config.initialize("")
+
+
+def connect(ray_cfg: DictConfig, num_workers: int) -> Optional[RayConnection]:
+    """Use the Ray instance this process is connected to (None), else join ``address`` or start a local
+    instance and connect to it.
+
+    The local instance runs in a session of its own (``agents/ray_head.py``), so a signal to the
+    trainer's process group (SLURM, systemd, Ctrl-C) cannot kill it before the trainer has written its
+    checkpoint. It gets at least one CPU per worker's reservation, as the local backend runs one
     process per env whatever the cores: workers then share the cores.
     """
     if ray.is_initialized():
-        return False
-    if ray_cfg.address is None:
-        init_local_ray(max(os.cpu_count() or 1, math.ceil(num_workers * ray_cfg.cpus_per_worker)))
-    else:
-        ray.init(address=ray_cfg.address, **QUIET)
-    return True
+        return None
+    if ray_cfg.address is not None:
+        _init_keeping_sigterm(address=ray_cfg.address, **QUIET)
+        return RayConnection()
+    use_token_authentication()
+    head = LocalRayHead(max(os.cpu_count() or 1, math.ceil(num_workers * ray_cfg.cpus_per_worker)))
+    try:
+        _init_keeping_sigterm(address=head.address, **QUIET)
+    except BaseException:
+        head.stop()
+        raise
+    return RayConnection(head)
+
+
+def _init_keeping_sigterm(**options) -> None:
+    """``ray.init`` without its SIGTERM handler (``sys.exit(15)`` at once): a SIGTERM is the trainer's
+    stop request (``agents.run_state.StopSignal``), which finishes the update and writes ``latest.pt``."""
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        ray.init(**options)
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, handler)
 
 
 class RayEnvs:
@@ -242,7 +291,7 @@ class RayEnvs:
         self.timeout_s, self.max_restarts = float(ray_cfg.timeout_s), int(ray_cfg.max_restarts)
         self.restarts = 0  # worker restarts over the run (``rollout/worker_restarts``)
         self.workers: List[WorkerSlot] = []
-        self.connected = connect(ray_cfg, ray_cfg.num_workers)
+        self.connection = connect(ray_cfg, ray_cfg.num_workers)
         try:
             self.workers = self._start_workers(cfg)
             descriptions = self._on_all("describe")
@@ -297,9 +346,9 @@ class RayEnvs:
             for worker in self.workers:
                 ray.kill(worker.actor, no_restart=True)
         self.workers = []
-        if self.connected:
-            ray.shutdown()
-            self.connected = False
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
 
     # -------------------------------------------------------------- segments
     def collect_segments(self, weights: "ray.ObjectRef", num_steps: int) -> List[Dict[str, Any]]:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import csv
 import math
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -243,3 +245,83 @@ def test_train_script_reports_a_bad_rollout_layout_in_one_line(tmp_path):
         "Error: num_envs=3 is not a multiple of rollout.ray.num_workers=2; "
         "set rollout.ray.envs_per_worker so that num_workers * envs_per_worker = num_envs"
     )
+
+
+# ------------------------------------------------------------------ signals and the local Ray instance
+
+
+def processes_running(fragment: str) -> list:
+    """pids of the live processes whose command line contains ``fragment``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if fragment in cmdline and state != "Z":
+            found.append(int(proc.name))
+    return found
+
+
+def start_ray_training(tmp_path: Path) -> subprocess.Popen:
+    """scripts/train.py on its own local Ray instance, in its own process group."""
+    command = [sys.executable, str(ROOT / "scripts" / "train.py"), f"hydra.run.dir={tmp_path / 'run'}"]
+    command += [*PEG, *TINY, *RAY, "total_steps=1000000", "checkpoint_every=1000"]
+    env = {**os.environ, "WANDB_SILENT": "true"}
+    return subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def wait_until(condition, proc: subprocess.Popen, seconds: float = 300) -> None:
+    deadline = time.time() + seconds
+    while not condition():
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_sigterm_to_the_process_group_spares_the_local_ray_instance_until_latest_pt_is_written(tmp_path):
+    """SLURM, systemd and container stops signal the whole group: the Ray servers and workers, in a session
+    of their own (agents/ray_head.py), must outlive the trainer's last update and checkpoint."""
+    run_dir = tmp_path / "run"
+    raylets_before = len(processes_running("raylet"))
+    proc = start_ray_training(tmp_path)
+    try:
+        wait_until(lambda: (run_dir / "metrics.csv").exists(), proc)  # training, no latest.pt yet
+        os.killpg(proc.pid, signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    assert "SIGTERM received" in stderr and "Traceback" not in stderr
+    saved = torch.load(run_dir / "checkpoints" / ckpt.LATEST, weights_only=False)
+    assert f"steps: {saved['global_step']}" in stdout and saved["global_step"] > 0
+    assert not processes_running("agents.ray_head")  # the instance was shut down with the run
+    assert len(processes_running("raylet")) == raylets_before
+
+
+def test_a_killed_trainer_takes_its_local_ray_instance_down(tmp_path):
+    raylets_before = len(processes_running("raylet"))
+    proc = start_ray_training(tmp_path)
+    try:
+        wait_until(lambda: (tmp_path / "run" / "metrics.csv").exists(), proc)
+        assert processes_running("agents.ray_head")
+        os.killpg(proc.pid, signal.SIGKILL)  # no handler runs: the head process sees its pipe close
+        proc.wait(timeout=60)
+        deadline = time.time() + 60
+        while (processes_running("agents.ray_head") or len(processes_running("raylet")) > raylets_before) and (
+            time.time() < deadline
+        ):
+            time.sleep(0.2)
+    finally:
+        proc.kill()
+    assert not processes_running("agents.ray_head")
+    assert len(processes_running("raylet")) == raylets_before
