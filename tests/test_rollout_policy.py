@@ -46,7 +46,7 @@ def test_numpy_snapshot_matches_model(activation, normalize_obs):
     np.testing.assert_allclose(
         log_prob,
         model.distribution(torch.as_tensor(obs)).log_prob(torch.as_tensor(action)).detach().numpy(),
-        rtol=1e-5,
+        rtol=1e-4,  # float32 rounding of the raw 1e4 input (normalize_obs=False) differs across CPUs
         atol=1e-4,
     )
     assert action.dtype == log_prob.dtype == value.dtype == np.float32
