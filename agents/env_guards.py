@@ -58,7 +58,7 @@ class NonFiniteGuard(gym.Wrapper):
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
         self._actions.append(np.array(action))
-        if all_finite(obs) and all_finite(reward):
+        if all_finite(obs) and np.isfinite(reward):
             self._last_obs = obs
             return obs, reward, terminated, truncated, info
         self.nonfinite_episodes += 1

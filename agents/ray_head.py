@@ -63,10 +63,12 @@ class LocalRayHead:
             if line.startswith("{"):
                 return json.loads(line)["address"]
             if not line:  # timed out, or the process exited before reporting
-                self.stop()
                 self.log.seek(0)
                 last = self.log.read().strip().splitlines()[-1:] or ["(it printed nothing)"]
-                raise RayHeadError(f"the local Ray instance did not start within {timeout:g} s: {last[0]}")
+                exited = self.process.poll() is not None
+                self.stop()
+                when = "its process exited" if exited else f"no address within {timeout:g} s"
+                raise RayHeadError(f"the local Ray instance did not start ({when}): {last[0]}")
 
     def stop(self) -> None:
         """Shut the instance down (closing the pipe asks the head process to), killing it if it hangs."""
@@ -78,6 +80,7 @@ class LocalRayHead:
                 os.killpg(self.process.pid, signal.SIGKILL)  # its session: the head and every Ray process
                 self.process.wait()
         self.process.stdout.close()
+        self.log.close()
 
 
 def main(argv: Optional[list] = None) -> None:

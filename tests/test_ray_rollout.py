@@ -325,3 +325,11 @@ def test_a_killed_trainer_takes_its_local_ray_instance_down(tmp_path):
         proc.kill()
     assert not processes_running("agents.ray_head")
     assert len(processes_running("raylet")) == raylets_before
+
+
+def test_a_local_ray_instance_that_cannot_start_is_one_clear_error():
+    from agents.ray_head import LocalRayHead, RayHeadError
+
+    with pytest.raises(RayHeadError, match=r"did not start \(its process exited\): .*nonnegative"):
+        LocalRayHead(-1)
+    assert not processes_running("agents.ray_head")
