@@ -185,6 +185,7 @@ class GraphActorCritic(nn.Module):
         encoder_args = (self.node_dim, self.edge_dim, hidden_dim, edge_hidden_dim, num_layers, activation)
         self.actor_encoder = GraphEncoder(*encoder_args)
         self.critic_encoder = None if shared_encoder else GraphEncoder(*encoder_args)
+        self.independent_critic = not shared_encoder  # docs/CONTRACTS.md
         actor_in = hidden_dim * (3 if actor_pooling else 1)
         self.actor_mean = mlp(actor_in, [hidden_dim], action_dim, activation, last_gain=0.01)
         self.action_head = DiagGaussianHead(action_dim, init_log_std)

@@ -74,6 +74,7 @@ class MLPActorCritic(nn.Module):
         self.actor_mean = mlp(obs_dim, hidden_sizes, action_dim, activation, last_gain=0.01)
         self.action_head = DiagGaussianHead(action_dim, init_log_std)
         self.critic = mlp(obs_dim, critic_hidden_sizes, 1, activation, last_gain=1.0)
+        self.independent_critic = True  # separate networks (docs/CONTRACTS.md)
 
     def _features(self, obs: torch.Tensor) -> torch.Tensor:
         return self.obs_normalizer(obs).flatten(start_dim=1)

@@ -10,6 +10,7 @@ KL penalty all measure the change made by *this* update.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
@@ -18,6 +19,9 @@ from torch import nn
 
 from agents.buffer import RolloutBatch, RolloutBuffer, explained_variance
 from agents.gradients import clip_grad_norm
+
+# Per-minibatch scalars, averaged over the update's minibatches in its metrics.
+MINIBATCH_LOGS = ("policy_loss", "value_loss", "entropy", "clip_fraction", "kl_penalty")
 
 
 @dataclass
@@ -45,6 +49,9 @@ class PPOConfig:
     max_lr: float = 1e-2
     normalize_advantages: bool = True  # per minibatch
     anneal_lr: bool = False  # linear decay to 0 with training progress
+    # Actor and critic forward + backward in two threads when the model's critic is independent of the
+    # actor (same gradients, see PPO._minibatch_step); false: one backward of the summed loss.
+    parallel_critic: bool = True
 
 
 def validate_ppo_config(config: PPOConfig) -> PPOConfig:
@@ -139,6 +146,10 @@ class PPO:
         )
         self.beta = config.init_beta
         self.learning_rate = config.learning_rate  # actor lr before annealing; moved by kl_adaptive_lr
+        # Only when the value depends on the critic's parameters alone (docs/CONTRACTS.md): a shared
+        # encoder would receive gradients from both threads.
+        independent = getattr(model, "independent_critic", False)
+        self._critic_thread = ThreadPoolExecutor(1) if config.parallel_critic and independent else None
 
     def _minibatch_size(self, batch_size: int) -> int:
         """Samples per minibatch; asking for more than the batch holds is an error, never clamped."""
@@ -178,20 +189,17 @@ class PPO:
             loss = torch.max(loss, (clipped - returns).square())
         return 0.5 * loss.mean()
 
-    def _step(self, loss: torch.Tensor) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+    def _clip_and_step(self) -> None:
         if self.config.max_grad_norm is not None:  # actor and critic clipped apart: neither shrinks the other
             clip_grad_norm(self.actor_parameters, self.config.max_grad_norm)
             clip_grad_norm(self.critic_parameters, self.config.max_grad_norm)
         self.optimizer.step()
 
-    def _minibatch_loss(
-        self, mb: RolloutBatch, old_log_probs: torch.Tensor
-    ) -> Tuple[torch.Tensor, torch.Tensor, Dict[str, float]]:
-        """Total loss of one minibatch, its approx KL (k3) and the scalars to log."""
+    def _actor_loss(
+        self, dist, mb: RolloutBatch, old_log_probs: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor, dict]:
+        """Clipped surrogate (+ entropy bonus, + KL penalty) of one minibatch, its approx KL (k3), logs."""
         cfg = self.config
-        dist, values = self.model.distribution_and_value(mb.obs)
         log_ratio = dist.log_prob(mb.actions) - old_log_probs[mb.indices]
         kl = approx_kl(log_ratio)
         advantages = mb.advantages
@@ -199,18 +207,61 @@ class PPO:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
         policy_loss, clip_fraction = clipped_surrogate_loss(log_ratio, advantages, cfg.clip_coef)
         entropy = dist.entropy().mean()
-        value_loss = self._value_loss(values, mb.values, mb.returns)
-        loss = policy_loss - cfg.ent_coef * entropy + cfg.vf_coef * value_loss
+        loss = policy_loss - cfg.ent_coef * entropy
         if cfg.kl_penalty:
             loss = loss + self.beta * kl  # PPO-penalty, Schulman 2017 eq. (8)
         logs = {
             "policy_loss": policy_loss,
-            "value_loss": value_loss,
             "entropy": entropy,
             "clip_fraction": clip_fraction,
             "kl_penalty": self.beta * kl,
         }
         return loss, kl.detach(), {k: v.item() for k, v in logs.items()}
+
+    def _critic_loss(self, values: torch.Tensor, mb: RolloutBatch) -> Tuple[torch.Tensor, dict]:
+        value_loss = self._value_loss(values, mb.values, mb.returns)
+        return self.config.vf_coef * value_loss, {"value_loss": value_loss.item()}
+
+    def _critic_backward(self, mb: RolloutBatch) -> dict:
+        """The critic's forward and backward (run in the critic thread)."""
+        loss, logs = self._critic_loss(self.model.value(mb.obs), mb)
+        loss.backward()
+        return logs
+
+    def _minibatch_step(
+        self, mb: RolloutBatch, old_log_probs: torch.Tensor, stop_kl: Optional[float]
+    ) -> Tuple[bool, dict]:
+        """One optimizer step on ``mb``, unless its KL (current parameters) exceeds ``stop_kl``: then no step
+        and True (early stop). Returns (early stopped, logs)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if self._critic_thread is None:  # one forward of both heads, one backward of the summed loss
+            dist, values = self.model.distribution_and_value(mb.obs)
+            actor_loss, kl, logs = self._actor_loss(dist, mb, old_log_probs)
+            critic_loss, critic_logs = self._critic_loss(values, mb)
+            logs.update(critic_logs)
+            stop = stop_kl is not None and kl.item() > stop_kl
+            if not stop:
+                (actor_loss + critic_loss).backward()
+        else:
+            # Actor and critic share no parameters, so the gradient of the summed loss is the actor's
+            # gradient of its terms and the critic's of its own: computed in two threads, which run
+            # on two cores (torch releases the GIL inside ops and backward); the env workers are idle
+            # while the learner updates. With the KL early stop the critic's last backward is wasted.
+            critic = self._critic_thread.submit(self._critic_backward, mb)
+            try:
+                actor_loss, kl, logs = self._actor_loss(self.model.distribution(mb.obs), mb, old_log_probs)
+                stop = stop_kl is not None and kl.item() > stop_kl
+                if not stop:
+                    actor_loss.backward()
+            finally:
+                wait([critic])  # never leave the critic thread writing gradients behind an error
+            logs.update(critic.result())
+        logs = {k: logs[k] for k in MINIBATCH_LOGS}
+        if stop:
+            self.optimizer.zero_grad(set_to_none=True)
+            return True, logs
+        self._clip_and_step()
+        return False, logs
 
     def _adapt(self, kl: float) -> None:
         """Per-update adaptation of beta and the actor learning rate from the final KL."""
@@ -237,12 +288,10 @@ class PPO:
         history, num_updates, early_stopped = [], 0, False
         for _ in range(cfg.num_epochs):
             for mb in buffer.minibatches(minibatch_size):
-                loss, kl, logs = self._minibatch_loss(mb, old_log_probs)
+                early_stopped, logs = self._minibatch_step(mb, old_log_probs, stop_kl)
                 history.append(logs)
-                early_stopped = stop_kl is not None and kl.item() > stop_kl
                 if early_stopped:
                     break
-                self._step(loss)
                 num_updates += 1
             if early_stopped:
                 break

@@ -1,13 +1,16 @@
 """PPO: hand-checked loss terms, KL early stop, adaptive beta and learning rate."""
 
 import math
+import threading
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from test_trpo_graph import ACTION_SPACE, graph_rollout, graph_space
 
 from agents.buffer import RolloutBuffer
+from agents.gnn import GraphActorCritic
 from agents.mlp import MLPActorCritic
 from agents.ppo import PPO, PPOConfig, adapt_beta, adapt_learning_rate, approx_kl, clipped_surrogate_loss
 
@@ -156,3 +159,41 @@ def test_clip_grad_norm_matches_torch():
         torch.testing.assert_close(norm, expected)
         for p, r in zip(params, reference):
             torch.testing.assert_close(p.grad, r.grad)
+
+
+def graph_setup(shared_encoder=False):
+    torch.manual_seed(0)
+    model = GraphActorCritic(graph_space(), ACTION_SPACE, hidden_dim=16, num_layers=1, shared_encoder=shared_encoder)
+    return model, graph_rollout(model)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "graph"])
+def test_parallel_critic_update_equals_the_sequential_one(kind):
+    """The actor and critic steps in two threads give the summed loss's update (same metrics too)."""
+    results = []
+    for parallel in (True, False):
+        model, buffer = setup() if kind == "mlp" else graph_setup()
+        ppo = PPO(model, PPOConfig(num_epochs=2, minibatch_size=16, target_kl=0.05, parallel_critic=parallel))
+        assert (ppo._critic_thread is not None) == parallel
+        metrics = ppo.update(buffer)
+        results.append((metrics, [p.detach().clone() for p in model.parameters()]))
+    (par_metrics, par_params), (seq_metrics, seq_params) = results
+    assert par_metrics == pytest.approx(seq_metrics, rel=1e-6, abs=1e-7)
+    for a, b in zip(par_params, seq_params):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("shared_encoder", [False, True])
+def test_parallel_critic_runs_the_critic_in_another_thread_unless_the_encoder_is_shared(shared_encoder):
+    model, buffer = graph_setup(shared_encoder=shared_encoder)
+    threads = set()  # for each value computation: did it run in the main thread?
+    for name in ("value", "distribution_and_value"):
+        original = getattr(model, name)
+
+        def record(obs, _original=original):
+            threads.add(threading.current_thread() is threading.main_thread())
+            return _original(obs)
+
+        setattr(model, name, record)
+    PPO(model, PPOConfig(num_epochs=1, minibatch_size=32)).update(buffer)
+    assert threads == ({True} if shared_encoder else {False})

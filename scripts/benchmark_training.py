@@ -1,0 +1,101 @@
+"""Training throughput of several configurations, measured interleaved so machine drift hits all alike.
+
+Each variant is a name and ``scripts/train.py`` overrides; every round trains each variant once
+(same seed, ``--steps`` env steps, wandb disabled) and reads its ``metrics.csv``: env steps per
+second over the run and the seconds per update spent waiting for the envs, acting, updating and
+elsewhere (the ``time/*`` columns). Ratios are taken within a round against the first variant, so
+they compare runs made minutes apart. Prints one line per run and writes everything to ``--json``.
+
+    python scripts/benchmark_training.py --rounds 3 --json docs/benchmarks/train_parallel_critic.json \\
+        graph= graph_sequential=agent.parallel_critic=false mlp=model=mlp,env.kwargs.obs_mode=flat
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List
+
+ROOT = Path(__file__).resolve().parent.parent
+TIME_COLUMNS = ("env_wait_s", "policy_act_s", "update_s", "other_s")
+
+
+def parse_variant(text: str) -> tuple:
+    """``name=override,override`` (``name=`` for the defaults) -> (name, [overrides])."""
+    name, sep, overrides = text.partition("=")
+    if not sep or not name:
+        raise SystemExit(f"Error: variant {text!r} must be name=override[,override...] (name= for the defaults)")
+    return name, [o for o in overrides.split(",") if o]
+
+
+def train_once(overrides: List[str], steps: int, seed: int) -> Dict[str, float]:
+    """Train one run in a temporary directory; its steps/s and mean seconds per update by phase."""
+    with tempfile.TemporaryDirectory() as run_dir:
+        command = [
+            sys.executable,
+            str(ROOT / "scripts" / "train.py"),
+            f"hydra.run.dir={run_dir}",
+            f"total_steps={steps}",
+            f"seed={seed}",
+            "progress_bar=false",
+            "logger.wandb.mode=disabled",
+            *overrides,
+        ]
+        start = time.perf_counter()
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
+        wall = time.perf_counter() - start
+        with open(Path(run_dir) / "metrics.csv") as f:
+            rows = list(csv.DictReader(f))
+    result = {"wall_s": round(wall, 1), "steps_per_second": round(float(rows[-1]["time/steps_per_second"]), 1)}
+    for column in TIME_COLUMNS:
+        result[f"mean_{column}"] = round(statistics.mean(float(r[f"time/{column}"]) for r in rows), 4)
+    result["load_after"] = round(os.getloadavg()[0], 2)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("variants", nargs="+", help="name=override[,override...]; the first is the reference")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=40960, help="env steps per run")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, help="write the runs and ratios here")
+    args = parser.parse_args()
+    variants = [parse_variant(v) for v in args.variants]
+    reference = variants[0][0]
+    runs, ratios = [], {name: [] for name, _ in variants[1:]}
+    for round_index in range(1, args.rounds + 1):
+        in_round = {}
+        for name, overrides in variants:
+            result = {"variant": name, "round": round_index, **train_once(overrides, args.steps, args.seed)}
+            runs.append(result)
+            in_round[name] = result["steps_per_second"]
+            print(json.dumps(result), flush=True)
+        for name in ratios:
+            ratios[name].append(round(in_round[name] / in_round[reference], 3))
+    summary = {
+        "command": "python scripts/benchmark_training.py " + " ".join(sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "variants": {name: overrides for name, overrides in variants},
+        "steps_per_run": args.steps,
+        "runs": runs,
+        "steps_per_second_over_reference": {
+            name: {"per_round": r, "min": min(r), "max": max(r)} for name, r in ratios.items()
+        },
+        "reference": reference,
+    }
+    print(json.dumps(summary["steps_per_second_over_reference"]))
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
