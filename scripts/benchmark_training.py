@@ -7,7 +7,7 @@ elsewhere (the ``time/*`` columns). Ratios are taken within a round against the 
 they compare runs made minutes apart. Prints one line per run and writes everything to ``--json``.
 
     python scripts/benchmark_training.py --rounds 3 --json docs/benchmarks/train_parallel_critic.json \\
-        graph= graph_sequential=agent.parallel_critic=false mlp=model=mlp,env.kwargs.obs_mode=flat
+        graph: graph_sequential:agent.parallel_critic=false mlp:model=mlp,env.kwargs.obs_mode=flat
 """
 
 from __future__ import annotations
@@ -29,10 +29,12 @@ TIME_COLUMNS = ("env_wait_s", "policy_act_s", "update_s", "other_s")
 
 
 def parse_variant(text: str) -> tuple:
-    """``name=override,override`` (``name=`` for the defaults) -> (name, [overrides])."""
-    name, sep, overrides = text.partition("=")
-    if not sep or not name:
-        raise SystemExit(f"Error: variant {text!r} must be name=override[,override...] (name= for the defaults)")
+    """``name:override,override`` (``name:`` for the defaults) -> (name, [overrides])."""
+    name, sep, overrides = text.partition(":")
+    if not sep or not name.isidentifier():
+        raise SystemExit(
+            f"Error: variant {text!r} must be name:override[,override...] with a plain name (name: for the defaults)"
+        )
     return name, [o for o in overrides.split(",") if o]
 
 
@@ -63,7 +65,7 @@ def train_once(overrides: List[str], steps: int, seed: int) -> Dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("variants", nargs="+", help="name=override[,override...]; the first is the reference")
+    parser.add_argument("variants", nargs="+", help="name:override[,override...]; the first is the reference")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=40960, help="env steps per run")
     parser.add_argument("--seed", type=int, default=0)

@@ -1,0 +1,52 @@
+"""scripts/benchmark_training.py trains every variant in every round and reports ratios to the first."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from train_config import PENDULUM
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_benchmark_training_runs_every_variant_and_round(tmp_path):
+    out = tmp_path / "training.json"
+    base = ",".join(PENDULUM + ["async_envs=false"])
+    subprocess.run(
+        [
+            sys.executable,
+            "scripts/benchmark_training.py",
+            "--rounds",
+            "2",
+            "--steps",
+            "256",
+            "--json",
+            str(out),
+            f"parallel:{base}",
+            f"sequential:{base},agent.parallel_critic=false",
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    summary = json.loads(out.read_text())
+    assert [(r["variant"], r["round"]) for r in summary["runs"]] == [
+        ("parallel", 1),
+        ("sequential", 1),
+        ("parallel", 2),
+        ("sequential", 2),
+    ]
+    for run in summary["runs"]:
+        assert run["steps_per_second"] > 0 and run["mean_update_s"] > 0
+    ratios = summary["steps_per_second_over_reference"]["sequential"]["per_round"]
+    runs = {(r["variant"], r["round"]): r["steps_per_second"] for r in summary["runs"]}
+    assert ratios == [round(runs[("sequential", k)] / runs[("parallel", k)], 3) for k in (1, 2)]
+
+
+def test_benchmark_training_rejects_a_variant_without_a_name():
+    result = subprocess.run(
+        [sys.executable, "scripts/benchmark_training.py", "model=mlp"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode != 0 and "must be name:override" in result.stderr
