@@ -57,6 +57,7 @@ from agents.config import ray_envs_per_worker, to_container, typed_config
 from agents.ray_head import LocalRayHead
 from agents.registry import build_model
 from agents.rollout import EnvWorkerDied, RolloutCollector, env_seeds
+from agents.threads import set_cpu_threads
 from agents.training_envs import make_training_envs
 
 WORKER_STREAM = 0xA7  # spawn key of the workers' torch seeds: no stream shared with the envs or the curriculum
@@ -111,7 +112,7 @@ class RolloutWorker:
         total_envs, first = cfg.num_envs, index * envs_per_worker
         OmegaConf.update(cfg, "num_envs", envs_per_worker)
         OmegaConf.update(cfg, "async_envs", False)  # the worker is the process: its envs step in it
-        torch.set_num_threads(cfg.torch_threads)
+        set_cpu_threads(cfg.torch_threads)
         torch.manual_seed(worker_torch_seed(cfg.seed, index))
         self.envs = make_training_envs(cfg)
         self.model = build_model(cfg.model, self.envs.single_observation_space, self.envs.single_action_space)

@@ -71,6 +71,7 @@ from agents.registry import build_algorithm, build_model, build_plugins
 from agents.rollout import EnvWorkerDied, RolloutCollector
 from agents.run_lock import RunDirLock
 from agents.run_state import RunState, StopSignal, seed_everything
+from agents.threads import set_cpu_threads
 from agents.training_envs import env_kwargs, make_env, restore_reward_statistics, reward_statistics
 
 
@@ -136,7 +137,7 @@ class Trainer:
     def build(self) -> None:
         """Envs, model, algorithm, buffer, collector, run state and logger (restored on resume)."""
         cfg, checkpoint = self.cfg, self.resume_from
-        torch.set_num_threads(cfg.torch_threads)
+        set_cpu_threads(cfg.torch_threads)
         seed_everything(cfg.seed)
         # Local vector envs or Ray workers (rollout.backend); blow-ups are dumped into the run directory.
         self.envs = make_rollout_envs(cfg, self.run_dir / "nonfinite")

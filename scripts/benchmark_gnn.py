@@ -26,6 +26,7 @@ from omegaconf import OmegaConf
 
 from agents.gnn import GraphActorCritic
 from agents.mlp import MLPActorCritic
+from agents.threads import set_cpu_threads
 from envs.graph_obs import EDGE_DIM, fully_connected_edges, node_dim
 
 NUM_KEYPOINTS, ACTION_DIM = 4, 6  # the peg task's defaults
@@ -126,7 +127,7 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, nargs="+", default=list(NODE_COUNTS))
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    set_cpu_threads(1)  # torch and numpy's BLAS
     print(
         f"{'N':>3} {'B':>5} | {'gnn act':>8} {'mlp act':>8} | {'gnn roll':>8} {'mlp roll':>8} | "
         f"{'gnn f+b':>8} {'mlp f+b':>8} {'ratio':>6}  (ms)"

@@ -42,6 +42,7 @@ from agents.buffer import RolloutBuffer  # noqa: E402
 from agents.collectors import make_collector, make_rollout_envs  # noqa: E402
 from agents.ray_rollout import init_local_ray  # noqa: E402
 from agents.registry import build_algorithm, build_model  # noqa: E402
+from agents.threads import set_cpu_threads  # noqa: E402
 
 SLEEP_ENV_ID = "SleepEnv-v0"
 SLEEP_OBS_DIM, SLEEP_ACTION_DIM = 8, 2
@@ -207,7 +208,7 @@ def main() -> None:
     parser.add_argument("--skip", nargs="*", default=[], choices=["default_task", "latency_scaling", "learner"])
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    set_cpu_threads(1)  # torch and numpy's BLAS
     cpus = max(os.cpu_count() or 1, args.workers, *args.scaling_workers)
     init_local_ray(cpus)
     results = {

@@ -79,12 +79,12 @@ sys.path.insert(0, str(ROOT))
 
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 import envs  # noqa: E402,F401  (registers GraphInsertion/PegInsertion-v0)
 from agents.config import TrainConfig  # noqa: E402
 from agents.rollout import KeepInfoKeys  # noqa: E402
+from agents.threads import set_cpu_threads  # noqa: E402
 from agents.training_envs import make_env  # noqa: E402
 
 TRAIN = ROOT / "scripts" / "train.py"
@@ -327,7 +327,7 @@ def run_sb3(algo: str, task: Task, seed: int, steps: int, run_dir: Path, episode
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
 
     s = task.shared
-    torch.set_num_threads(1)
+    set_cpu_threads(1)  # torch and numpy's BLAS
     policy_kwargs = dict(
         net_arch=dict(pi=list(s.hidden), vf=list(s.hidden)), activation_fn=nn.Tanh, ortho_init=True, log_std_init=0.0
     )
