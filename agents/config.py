@@ -341,7 +341,8 @@ class TrainConfig:
     # with agent.gamma). Logged and evaluated returns stay raw.
     normalize_rewards: bool = False
     device: str = "cpu"
-    torch_threads: int = 1  # torch intra-op and BLAS threads (agents/threads.py); small nets are fastest with 1, and cores are shared
+    # torch intra-op and BLAS threads (agents/threads.py); small nets are fastest with 1, and cores are shared
+    torch_threads: int = 1
     checkpoint_every: int = 10  # updates between checkpoints/latest.pt (also written at the end)
     keep_checkpoints: int = 2  # the last K latest.pt checkpoints kept (as step_*.pt) for a fallback on resume
     worker_timeout: float = 300.0  # seconds an env worker may take to answer before the run stops
