@@ -178,12 +178,16 @@ class PackedObjectsTask(Task):
         self._goals = keypoints.goal_keypoints(self._goal_positions, upright, self._keypoints, self._symmetries)
         self._node_types = np.array([graph_obs.TYPE_CONTROLLED] + [graph_obs.TYPE_OTHER] * n)
         self._sizes = np.column_stack([np.full(n + 1, half), self._heights])
-        self._tray_node = self.layout.row(
+        tray_node = self.layout.row(
             graph_obs.TYPE_RECEPTACLE,
             pos=[*self._slot_xy, 0.0],
             rot6d=[1, 0, 0, 0, 1, 0],
             size=[half + cfg.gap, cfg.tray_wall_height],
         )
+        # Every step copies this and fills in the moving features: types, sizes and the tray are fixed.
+        objects = self.layout.rows(self._node_types, size=self._sizes)
+        self._node_template = np.concatenate([objects, tray_node[None]])
+        self._moving_features = [self.layout.slice(name) for name in ("pos", "rot6d", "keypoints", "linvel", "angvel")]
         extents, positions = tray_boxes(*self._inner_half, cfg.tray_wall_height, cfg.tray_wall_thickness)
         self._tray_parts = list(zip(TRAY_PARTS, np.array(positions), np.array(extents)))
 
@@ -365,48 +369,50 @@ class PackedObjectsTask(Task):
         positions, rotations, linvel, angvel = self._object_states(held_state)
         offsets, distances = keypoints.keypoint_errors(positions, rotations, self._keypoints, self._goals)
         count = len(positions)
-        objects = self.layout.rows(
-            self._node_types,
-            pos=positions,
-            rot6d=rotations[:, :, :2].transpose(0, 2, 1).reshape(count, 6),
-            keypoints=offsets.reshape(count, -1),
-            linvel=linvel,
-            angvel=angvel,
-            size=self._sizes,
+        nodes = self._node_template.copy()
+        moving = (
+            positions,
+            rotations[:, :, :2].transpose(0, 2, 1).reshape(count, 6),  # rot6d: the first two columns
+            offsets.reshape(count, -1),
+            linvel,
+            angvel,
         )
+        for columns, value in zip(self._moving_features, moving):
+            nodes[:count, columns] = value
         noise = self.config.randomization.observation_noise_std
         if noise > 0:
             span = self.layout.pose_span()
-            objects[:, span] += rng.normal(0.0, noise, (count, span.stop - span.start)).astype(np.float32)
-        nodes = np.concatenate([objects, self._tray_node[None]])
+            nodes[:count, span] += rng.normal(0.0, noise, (count, span.stop - span.start)).astype(np.float32)
         return nodes, self._measure(positions, rotations, distances)
 
     def _measure(self, positions: np.ndarray, rotations: np.ndarray, distances: np.ndarray) -> Dict[str, Any]:
+        """Seating of the held box and placement of the others. Few numpy calls on small arrays, plain
+        floats elsewhere: this runs every step."""
         cfg = self.config
         bx, by, bz = (positions[0] - rotations[0, :, 2] * (self._heights[0] / 2)).tolist()  # held box bottom
         lateral_error = math.hypot(bx - self._slot_xy[0], by - self._slot_xy[1])
         seated = lateral_error <= cfg.success_lateral_tolerance and bz <= cfg.success_depth_tolerance
         errors = positions[1:] - self._goal_positions[1:]
-        position_errors = np.sqrt((errors * errors).sum(axis=1))
+        position_errors = np.sqrt((errors * errors).sum(axis=1)).tolist()
         # trace(S^T R) for every packed box and quarter turn S gives the rotation angle to the nearest goal.
-        traces = rotations[1:].reshape(-1, 9) @ self._symmetry_rows
-        orientation_errors = np.arccos(np.clip((traces.max(axis=1) - 1.0) / 2.0, -1.0, 1.0))
-        in_place = int(
-            (
-                (position_errors <= cfg.object_position_tolerance) & (orientation_errors <= cfg.object_yaw_tolerance)
-            ).sum()
+        traces = (rotations[1:].reshape(-1, 9) @ self._symmetry_rows).max(axis=1).tolist()
+        orientation_errors = [math.acos(min(1.0, max(-1.0, (trace - 1.0) / 2.0))) for trace in traces]
+        position_tolerance, yaw_tolerance = cfg.object_position_tolerance, cfg.object_yaw_tolerance
+        in_place = sum(
+            p <= position_tolerance and o <= yaw_tolerance for p, o in zip(position_errors, orientation_errors)
         )
+        distance_list = distances.tolist()
         return {
-            "keypoint_distances": distances.tolist(),
-            "keypoint_distance": float(distances.mean()),
+            "keypoint_distances": distance_list,
+            "keypoint_distance": sum(distance_list) / len(distance_list),
             "lateral_error": lateral_error,
             "depth_remaining": bz,
             "insertion_distance": math.hypot(lateral_error, bz),
             "is_seated": seated,
             "objects_in_place": in_place,
             "fraction_in_place": (int(seated) + in_place) / (cfg.num_objects + 1),
-            "max_position_error": float(position_errors.max()),
-            "max_orientation_error": float(orientation_errors.max()),
+            "max_position_error": max(position_errors),
+            "max_orientation_error": max(orientation_errors),
             "out_of_tray": bool((np.abs(positions[1:, :2]) > self._inner_half).any()),
         }
 
