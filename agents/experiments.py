@@ -1,10 +1,12 @@
 """Summaries of multi-seed experiments: learning curves from run directories, bootstrap confidence
 intervals across seeds, the comparison plot and table (``scripts/run_experiment.py``).
 
-A run's curve is its ``metrics.csv``: the held-out evaluation success (``eval/success_rate``, the
-task's full start distribution, every ``eval.every`` updates) against env steps, and the curriculum's
-difficulty when one runs. Seeds are combined on a common step grid; the band is a 95% percentile
-bootstrap interval of the mean over seeds (``scipy.stats.bootstrap``).
+A run's curve is its ``metrics.csv`` at the updates that evaluated (every ``eval.every``): the
+held-out evaluation's success and return (the task's full start distribution), the rolling training
+success and return, the curriculum's difficulty when one runs, against env steps and against the
+run's training wall-clock. Seeds are combined on a common grid of either axis; the band is a 95%
+percentile bootstrap interval of the mean over seeds (``scipy.stats.bootstrap``). Runs recorded
+before a column was added lack it; they are left out of that panel.
 """
 
 from __future__ import annotations
@@ -22,7 +24,11 @@ CURVE_COLUMNS = {  # curve name -> metrics.csv column
     "eval_success": "eval/success_rate",
     "rolling_success": "rolling/success_rate",
     "difficulty": "curriculum/difficulty",
+    "eval_return": "eval/return_mean",
+    "rolling_return": "rolling/return_mean",
+    "elapsed_s": "time/elapsed",  # seconds of training, summed over resumed processes
 }
+AXES = {"step": "env steps", "elapsed_s": "training wall-clock (s)"}
 BOOTSTRAP_RESAMPLES = 2000
 CONFIDENCE = 0.95
 
@@ -62,12 +68,15 @@ def mean_interval(samples: Sequence[float], seed: int = 0) -> Tuple[float, float
     return mean, float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-def on_grid(curves: Sequence[Mapping[str, List[float]]], key: str, grid: np.ndarray) -> np.ndarray:
-    """[seeds, len(grid)]: each run's ``key`` series interpolated onto ``grid`` (NaN past its last step)."""
+def on_grid(curves: Sequence[Mapping[str, List[float]]], key: str, grid: np.ndarray, x: str = "step") -> np.ndarray:
+    """[seeds, len(grid)]: each run's ``key`` series against its ``x`` series interpolated onto ``grid``
+    (NaN past its last point, and for a run that lacks either series)."""
     out = np.full((len(curves), len(grid)), math.nan)
     for i, curve in enumerate(curves):
-        steps, values = np.asarray(curve["step"]), np.asarray(curve[key])
-        keep = ~np.isnan(values)
+        if key not in curve or x not in curve:
+            continue
+        steps, values = np.asarray(curve[x], dtype=float), np.asarray(curve[key], dtype=float)
+        keep = ~(np.isnan(values) | np.isnan(steps))
         if keep.sum() == 0:
             continue
         steps, values = steps[keep], values[keep]
@@ -76,14 +85,16 @@ def on_grid(curves: Sequence[Mapping[str, List[float]]], key: str, grid: np.ndar
     return out
 
 
-def condition_band(curves: Sequence[Mapping[str, List[float]]], key: str, points: int = 50) -> Dict[str, list]:
-    """Mean and bootstrap band over seeds of ``key`` on a common grid of ``points`` steps."""
-    last = max(curve["step"][-1] for curve in curves if curve["step"])
+def condition_band(
+    curves: Sequence[Mapping[str, List[float]]], key: str, points: int = 50, x: str = "step"
+) -> Dict[str, list]:
+    """Mean and bootstrap band over seeds of ``key`` on a common grid of ``points`` values of ``x``."""
+    last = max((curve[x][-1] for curve in curves if curve.get(x)), default=0.0)
     grid = np.linspace(0.0, last, points)
-    values = on_grid(curves, key, grid)
+    values = on_grid(curves, key, grid, x)
     bands = [mean_interval(column) for column in values.T]
     return {
-        "step": grid.tolist(),
+        "x": grid.tolist(),
         "mean": [b[0] for b in bands],
         "low": [b[1] for b in bands],
         "high": [b[2] for b in bands],
@@ -97,34 +108,49 @@ def runs_by_condition(results: Mapping) -> Dict[str, List[Mapping]]:
     return {condition: sorted(runs, key=lambda r: r["seed"]) for condition, runs in sorted(grouped.items())}
 
 
+PANELS = (  # (curve key, y label, y limits): the plot's rows
+    ("eval_success", "success, full start distribution", (-0.02, 1.02)),
+    ("eval_return", "return, full start distribution", None),
+    ("difficulty", "curriculum difficulty", (-0.02, 1.02)),
+)
+
+
+def _has_data(runs: Sequence[Mapping], key: str, x: str) -> bool:
+    return any(key in r["curve"] and x in r["curve"] and not all(math.isnan(v) for v in r["curve"][key]) for r in runs)
+
+
 def plot_experiment(results: Mapping, path: Path) -> None:
-    """Held-out success against env steps per condition (mean over seeds, 95% bootstrap band), and the
-    curriculum difficulty below it when any condition has one."""
+    """Held-out success and return per condition (mean over seeds, 95% bootstrap band), and the
+    curriculum difficulty when any condition has one, against env steps (left) and training
+    wall-clock (right). A row or column no recorded run has data for is left out."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     grouped = runs_by_condition(results)
-    has_difficulty = any(not all(math.isnan(d) for d in r["curve"]["difficulty"]) for v in grouped.values() for r in v)
-    rows = 2 if has_difficulty else 1
-    figure, axes = plt.subplots(rows, 1, figsize=(7, 3.2 * rows), sharex=True, squeeze=False)
-    for condition, runs in grouped.items():
-        curves = [r["curve"] for r in runs]
-        band = condition_band(curves, "eval_success")
-        line = axes[0, 0].plot(band["step"], band["mean"], label=f"{condition} ({len(runs)} seeds)")[0]
-        axes[0, 0].fill_between(band["step"], band["low"], band["high"], color=line.get_color(), alpha=0.2)
-        if has_difficulty:
-            difficulty = condition_band(curves, "difficulty")
-            axes[1, 0].plot(difficulty["step"], difficulty["mean"], color=line.get_color(), label=condition)
-    axes[0, 0].set_ylabel("success, full start distribution")
-    axes[0, 0].set_ylim(-0.02, 1.02)
-    axes[0, 0].set_title(results["experiment"])
-    axes[0, 0].legend(loc="upper left")
-    if has_difficulty:
-        axes[1, 0].set_ylabel("curriculum difficulty")
-        axes[1, 0].set_ylim(-0.02, 1.02)
-    axes[-1, 0].set_xlabel("env steps")
+    every_run = [r for runs in grouped.values() for r in runs]
+    xs = [x for x in AXES if _has_data(every_run, "eval_success", x)]
+    panels = [panel for panel in PANELS if any(_has_data(every_run, panel[0], x) for x in xs)]
+    figure, axes = plt.subplots(
+        len(panels), len(xs), figsize=(6 * len(xs), 3.2 * len(panels)), sharex="col", squeeze=False
+    )
+    for column, x in enumerate(xs):
+        for row, (key, label, limits) in enumerate(panels):
+            axis = axes[row, column]
+            for index, (condition, runs) in enumerate(grouped.items()):
+                if not _has_data(runs, key, x):
+                    continue
+                band = condition_band([r["curve"] for r in runs], key, x=x)
+                color = f"C{index}"
+                axis.plot(band["x"], band["mean"], color=color, label=f"{condition} ({len(runs)} seeds)")
+                axis.fill_between(band["x"], band["low"], band["high"], color=color, alpha=0.2)
+            axis.set_ylabel(label)
+            if limits:
+                axis.set_ylim(*limits)
+        axes[0, column].legend(loc="upper left")
+        axes[-1, column].set_xlabel(AXES[x])
+    figure.suptitle(results["experiment"])
     figure.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)

@@ -6,6 +6,7 @@ Usage::
     python scripts/run_experiment.py packed_objects --extra-eval n_plus_2:env.kwargs.num_objects=6
     python scripts/run_experiment.py sparse_peg --seeds 0 1 --conditions adaptive
     python scripts/run_experiment.py sparse_peg --summary-only     # plot and table from the results file
+    python scripts/run_experiment.py sparse_peg --refresh-curves   # curves re-read from the run directories
 
 An experiment config (``configs/experiment/<name>.yaml``) holds the training settings and, in
 ``hydra.sweeper.params``, its conditions (``curriculum``) and seeds; ``python scripts/train.py -m
@@ -58,6 +59,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--sweep-dir", type=Path, help="default: multirun/experiment/<name>")
     parser.add_argument("--results", type=Path, help="default: docs/benchmarks/<name>.json")
     parser.add_argument("--summary-only", action="store_true", help="only redraw the plot and table")
+    parser.add_argument(
+        "--refresh-curves",
+        action="store_true",
+        help="re-read the curve of every recorded run whose run directory still exists (e.g. after a new "
+        "curve column was added), then redraw; trains nothing",
+    )
     args = parser.parse_args(argv)
     path = EXPERIMENTS / f"{args.experiment}.yaml"
     if not path.is_file():
@@ -156,10 +163,23 @@ def write_summary(results: Mapping, path: Path) -> None:
     print(table, flush=True)
 
 
+def refresh_curves(results: Dict) -> None:
+    for key, run in results["runs"].items():
+        metrics = Path(run["run_dir"]) / "metrics.csv"
+        if metrics.is_file():
+            run["curve"] = read_curve(metrics.parent)
+            print(f"{key}: curve re-read from {metrics}", flush=True)
+        else:
+            print(f"{key}: {metrics} is gone, curve kept as recorded", flush=True)
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     results = load_results(args.results, args.experiment)
-    if not args.summary_only:
+    if args.refresh_curves:
+        refresh_curves(results)
+        args.results.write_text(json.dumps(results, indent=1) + "\n")
+    elif not args.summary_only:
         args.results.parent.mkdir(parents=True, exist_ok=True)
         for seed in args.seeds:  # seed-major: an interrupted sweep has compared every condition so far
             for condition in args.conditions:

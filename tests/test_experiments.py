@@ -34,6 +34,17 @@ def test_curves_are_interpolated_onto_the_grid_and_nan_past_their_end():
     assert math.isnan(values[1][2])
 
 
+def test_curves_on_a_wall_clock_grid_and_runs_without_the_series_left_out():
+    curves = [
+        {"step": [0, 10], "elapsed_s": [0.0, 100.0], "eval_success": [0.0, 1.0]},
+        {"step": [0, 10], "eval_success": [0.0, 1.0]},  # recorded before elapsed_s existed
+    ]
+    values = on_grid(curves, "eval_success", np.array([50.0, 100.0]), x="elapsed_s")
+    np.testing.assert_allclose(values[0], [0.5, 1.0])
+    assert np.isnan(values[1]).all()
+    assert np.isnan(on_grid(curves, "eval_return", np.array([5.0]))).all()
+
+
 def test_summary_table_lists_each_condition_with_its_seeds():
     def run(condition, seed, success):
         return {
@@ -75,6 +86,9 @@ def test_an_interrupted_sweep_continues_with_the_jobs_it_has_not_finished(tmp_pa
     first = results["runs"]["adaptive/seed0"]
     assert first["steps"] == 128 and first["curve"]["step"] == [128.0]
     assert first["heldout"]["episodes"] == 2 and not math.isnan(first["curve"]["difficulty"][0])
+    # Return and wall-clock are recorded too, for the plots against env steps and against time.
+    assert math.isfinite(first["curve"]["eval_return"][0]) and math.isfinite(first["curve"]["rolling_return"][0])
+    assert first["curve"]["elapsed_s"][0] > 0
 
     # A job trained but not recorded (the session ended during its evaluation) is not trained again.
     del results["runs"]["adaptive/seed0"]
@@ -88,6 +102,15 @@ def test_an_interrupted_sweep_continues_with_the_jobs_it_has_not_finished(tmp_pa
 
     out = run_experiment(tmp_path, "--conditions", "adaptive", "none")  # all recorded: nothing runs
     assert "adaptive/seed0: recorded" in out and "none/seed0: recorded" in out and "train " not in out
+
+    # A record from before a curve column existed gets it from its run directory, without training.
+    results = json.loads((tmp_path / "results.json").read_text())
+    del results["runs"]["none/seed0"]["curve"]["elapsed_s"]
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    out = run_experiment(tmp_path, "--refresh-curves")
+    assert "none/seed0: curve re-read" in out and "train " not in out
+    refreshed = json.loads((tmp_path / "results.json").read_text())["runs"]["none/seed0"]["curve"]
+    assert refreshed["elapsed_s"][0] > 0
 
 
 def test_unknown_experiment_is_a_clear_error():
