@@ -167,6 +167,7 @@ class AdaptiveCurriculumConfig:
     lower: float = 0.5  # below this: easier
     window: int = 20  # curriculum episodes per decision
     full_distribution_fraction: float = 0.1  # starts drawn from the task's own distribution throughout
+    starts_per_rollout: int = 8  # fresh starts queued per env and rollout, one per episode (cycled)
 
 
 @dataclass
@@ -183,6 +184,7 @@ class ReverseCurriculumConfig:
     replay_fraction: float = 0.2  # starts drawn again from the buffer of old ones
     full_distribution_fraction: float = 0.1  # starts drawn from the task's own distribution throughout
     max_starts: int = 2000  # buffer size; the oldest starts that are not good are dropped first
+    starts_per_rollout: int = 8  # starts queued per env and rollout, one per episode (cycled)
 
 
 def validate_curriculum_config(cfg) -> None:
@@ -198,14 +200,15 @@ def validate_curriculum_config(cfg) -> None:
         raise ValueError(f"step must be in (0, 1], got {cfg.step}")
     if not 0.0 <= cfg.lower <= cfg.upper <= 1.0:
         raise ValueError(f"need 0 <= lower <= upper <= 1, got lower={cfg.lower}, upper={cfg.upper}")
-    if cfg.window < 1:
-        raise ValueError(f"window must be >= 1, got {cfg.window}")
+    for name in ("window", "starts_per_rollout"):
+        if cfg[name] < 1:
+            raise ValueError(f"{name} must be >= 1, got {cfg[name]}")
     if not 0.0 <= cfg.full_distribution_fraction <= 1.0:
         raise ValueError(f"full_distribution_fraction must be in [0, 1], got {cfg.full_distribution_fraction}")
 
 
 def _validate_reverse_config(cfg) -> None:
-    for name in ("brownian_steps", "min_visits", "max_starts"):
+    for name in ("brownian_steps", "min_visits", "max_starts", "starts_per_rollout"):
         if cfg[name] < 1:
             raise ValueError(f"{name} must be >= 1, got {cfg[name]}")
     if not 0.0 < cfg.walk_action_scale <= 1.0:

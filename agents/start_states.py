@@ -5,7 +5,9 @@ a start chosen by the trainer cannot travel with the reset call. ``AssignedStart
 each worker instead: it holds the start assigned to that worker (an id and the env's reset
 options, e.g. ``{"peg_pose": [...]}``) and applies it at every reset until another is assigned.
 The driver assigns with ``envs.unwrapped.set_attr("assigned_start", [(id, options), ...])`` (one
-per env; ``None`` for the env's own start distribution).
+per env; ``None`` for the env's own start distribution), or with a ``StartQueue`` per env: a list of
+such entries taken one per reset, in turn, so consecutive episodes of a worker begin from
+different starts (the queue starts over when a rollout has more episodes than entries).
 
 Every step's ``info`` carries ``start_id`` (the id of the start the running episode began from;
 -1 for the env's own distribution; the whole start is ``current_start``), so the trainer can
@@ -17,7 +19,8 @@ with ``start_id = -1``, its reset info carries ``start_rejected`` (the error mes
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import gymnasium as gym
 
@@ -26,23 +29,65 @@ DEFAULT_START_ID = -1
 Start = Tuple[int, Dict[str, Any]]  # (start id, reset options)
 
 
+@dataclass
+class StartQueue:
+    """One worker's starts for its coming episodes: entry ``position`` (modulo the length) is next."""
+
+    starts: List[Optional[Start]]
+    position: int = 0
+
+    def __post_init__(self):
+        if not self.starts:
+            raise ValueError("a StartQueue needs at least one entry (a start, or None for the env's own)")
+
+    def take(self) -> Optional[Start]:
+        start = self.starts[self.position % len(self.starts)]
+        self.position += 1
+        return start
+
+    def to_state(self) -> Dict[str, Any]:
+        """Plain lists and numbers, as checkpoints store them."""
+        return {"starts": list(self.starts), "position": self.position}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> "StartQueue":
+        return cls([None if s is None else (int(s[0]), s[1]) for s in state["starts"]], int(state["position"]))
+
+
+Assignment = Union[None, Start, StartQueue]
+
+
+def assignment_state(assignment: Assignment) -> Any:
+    """What a checkpoint stores of one worker's assignment (``assignment_from_state`` reverses it)."""
+    return {"queue": assignment.to_state()} if isinstance(assignment, StartQueue) else assignment
+
+
+def assignment_from_state(state: Any) -> Assignment:
+    if isinstance(state, Mapping) and "queue" in state:
+        return StartQueue.from_state(state["queue"])
+    return state
+
+
 class AssignedStart(gym.Wrapper):
     """Applies the worker's assigned start at every reset and tags every step with its id."""
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
-        self.assigned_start: Optional[Start] = None
+        self.assigned_start: Assignment = None
         self.current_start: Optional[Start] = None  # the start the running episode began from
         self.rejected_starts = 0
         self._start_id = DEFAULT_START_ID
 
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
         self.current_start = None
-        if self.assigned_start is None:
+        assigned = self.assigned_start
+        if isinstance(assigned, StartQueue):
+            assigned = assigned.take()
+        if assigned is None:
             self._start_id = DEFAULT_START_ID
             obs, info = self.env.reset(seed=seed, options=options)
             return obs, {**info, "start_id": self._start_id}
-        start_id, start_options = self.assigned_start
+        start_id, start_options = assigned
         if options:
             raise ValueError(
                 f"reset options {sorted(options)} given while start {start_id} is assigned; "
@@ -50,7 +95,7 @@ class AssignedStart(gym.Wrapper):
             )
         try:
             obs, info = self.env.reset(seed=seed, options=dict(start_options))
-            self._start_id, self.current_start = int(start_id), self.assigned_start
+            self._start_id, self.current_start = int(start_id), assigned
         except ValueError as error:
             self.rejected_starts += 1
             self._start_id = DEFAULT_START_ID

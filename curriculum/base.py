@@ -1,10 +1,15 @@
 """What every start-state curriculum shares: assigning starts to the env workers, checkpointing them.
 
 A subclass decides the starts (``new_starts``), learns from finished episodes (``observe``) and
-reports (``curriculum_metrics``); this base class hands each worker its next start after every
-rollout (``agents/start_states.py`` applies it at every reset), splits finished episodes into
-curriculum and full-distribution ones, and saves each worker's current and next start so a
-resumed run replays the in-flight episodes from the starts they began with.
+reports (``curriculum_metrics``); this base class hands each worker a queue of
+``starts_per_rollout`` starts after every rollout (``agents/start_states.py`` applies one per reset,
+in turn), splits finished episodes into curriculum and full-distribution ones, and saves each
+worker's current start and queue so a resumed run replays the in-flight episodes from the starts
+they began with and continues the queues.
+
+Why a queue and not one start per worker: with one, every episode a worker plays in a rollout
+begins from the same start, so an update sees only ``num_envs`` distinct starts (four by default),
+and a worker given an easy start fills the rollout with many short successful episodes of it.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from agents.config import GROUP_SCHEMAS
-from agents.start_states import DEFAULT_START_ID
+from agents.start_states import DEFAULT_START_ID, StartQueue, assignment_from_state, assignment_state
 from agents.trainer import Trainer, TrainerPlugin
 
 CURRICULUM_STREAM = 0xC0  # spawn key of a curriculum's RNG: it shares no stream with the envs or torch
@@ -52,11 +57,11 @@ class StartCurriculum(TrainerPlugin):
         ``restore`` restarts episodes), then assign each worker its next start."""
         self._envs = envs = trainer.envs.unwrapped
         saved = self.restored_starts
-        envs.set_attr("assigned_start", saved["current"] if saved else self.new_starts(envs.num_envs))
+        envs.set_attr("assigned_start", saved["current"] if saved else self.start_queues(envs.num_envs))
         envs.set_attr("episode_seeding_next", list(envs.get_attr("episode_seeding_current")))
         trainer.collector.obs, _ = trainer.envs.reset()
         if saved:
-            envs.set_attr("assigned_start", saved["next"])
+            envs.set_attr("assigned_start", [assignment_from_state(s) for s in saved["next"]])
 
     def after_collect(self, trainer: Trainer, stats: Dict[str, list]) -> None:
         ended = stats["episodes"]
@@ -70,7 +75,7 @@ class StartCurriculum(TrainerPlugin):
             success = float(np.mean([bool(e["success"]) for e in full]))
             self.last_rollout["curriculum/full_distribution_success"] = success
         self.observe(curriculum)
-        self._envs.set_attr("assigned_start", self.new_starts(self._envs.num_envs))
+        self._envs.set_attr("assigned_start", self.start_queues(self._envs.num_envs))
         self.last_rollout["curriculum/rejected_starts"] = float(sum(self._envs.get_attr("rejected_starts")))
 
     def metrics(self, trainer: Trainer) -> Dict[str, float]:
@@ -79,7 +84,7 @@ class StartCurriculum(TrainerPlugin):
     def state_dict(self) -> Dict[str, Any]:
         starts = {
             "current": list(self._envs.get_attr("current_start")),
-            "next": list(self._envs.get_attr("assigned_start")),
+            "next": [assignment_state(a) for a in self._envs.get_attr("assigned_start")],
         }
         return {
             "next_id": self.next_id,
@@ -93,6 +98,12 @@ class StartCurriculum(TrainerPlugin):
         self.rng.bit_generator.state = state["rng"]
         self.restored_starts = {key: list(value) for key, value in state["starts"].items()}
         self.load_schedule_state(state["schedule"])
+
+    def start_queues(self, num_envs: int) -> List[StartQueue]:
+        """Each env's queue of ``starts_per_rollout`` starts from ``new_starts``, env 0's first."""
+        per_env = int(self.cfg.starts_per_rollout)
+        starts = self.new_starts(num_envs * per_env)
+        return [StartQueue(starts[i * per_env : (i + 1) * per_env]) for i in range(num_envs)]
 
     # ------------------------------------------------------------------ helpers for subclasses
     def take_id(self) -> int:

@@ -9,6 +9,7 @@ from train_config import compose_train
 import envs
 from agents import checkpoint as ckpt
 from agents.config import validate_train_config
+from agents.start_states import StartQueue, assignment_state
 from agents.trainer import Trainer, train
 from envs.config import make_peg_insertion_config
 from envs.peg_insertion import start_at_difficulty
@@ -99,12 +100,23 @@ def test_full_distribution_fraction_of_starts():
     assert ids == sorted(set(ids))  # every curriculum start has its own id
 
 
+def test_each_env_gets_a_queue_of_distinct_starts_per_rollout():
+    curriculum = make_curriculum(full_distribution_fraction=0.0, starts_per_rollout=5)
+    queues = curriculum.start_queues(3)
+    assert [type(q) for q in queues] == [StartQueue] * 3 and [len(q.starts) for q in queues] == [5, 5, 5]
+    ids = [start[0] for q in queues for start in q.starts]
+    assert ids == list(range(15))  # one fresh start per queued episode, none shared between envs
+    single = make_curriculum(full_distribution_fraction=0.0, starts_per_rollout=1).start_queues(2)
+    assert [len(q.starts) for q in single] == [1, 1]  # the former behaviour: one start per env and rollout
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [
         ([*PEG, "curriculum.upper=0.4"], "need 0 <= lower <= upper <= 1"),
         ([*PEG, "curriculum.initial_difficulty=2"], "initial_difficulty"),
         ([*PEG, "curriculum.window=0"], "window must be >= 1"),
+        ([*PEG, "curriculum.starts_per_rollout=0"], "starts_per_rollout must be >= 1"),
         (["curriculum=adaptive", "env=gym", "env.id=Pendulum-v1", "model=mlp"], "env=gym does not define"),
     ],
 )
@@ -145,7 +157,7 @@ def test_resume_restores_the_curriculum_and_each_workers_start(tmp_path, monkeyp
         assert curriculum.rng.bit_generator.state == state["rng"]
         workers = trainer.envs.unwrapped
         assert list(workers.get_attr("current_start")) == state["starts"]["current"]  # in-flight episodes replayed
-        assert list(workers.get_attr("assigned_start")) == state["starts"]["next"]
+        assert [assignment_state(a) for a in workers.get_attr("assigned_start")] == state["starts"]["next"]
         assert OmegaConf.select(trainer.cfg, "curriculum.name") == "adaptive"
     finally:
         trainer.envs.close()

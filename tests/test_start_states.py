@@ -7,6 +7,7 @@ import pytest
 
 import envs
 from agents.rollout import episode_stats_from_info, make_vector_env
+from agents.start_states import StartQueue, assignment_from_state, assignment_state
 from agents.training_envs import make_env
 
 EPISODE_STEPS = 3
@@ -56,6 +57,40 @@ def test_assigned_start_applies_at_every_reset_and_tags_episodes(asynchronous):
         np.testing.assert_allclose(after[1], START_B, atol=1e-6)
     finally:
         vec.close()
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_a_start_queue_gives_each_episode_the_next_start_in_turn(asynchronous):
+    vec = vector_env(asynchronous)
+    try:
+        queue = StartQueue([(1, {"peg_pose": START_A}), (2, {"peg_pose": START_B}), None])
+        vec.unwrapped.set_attr("assigned_start", [queue, None])
+        _, info = vec.reset(seed=0)
+        ids, poses = [info["start_id"][0]], [peg_poses(vec)[0]]
+        for _ in range(4):  # each automatic reset (in the worker process when asynchronous) takes the next
+            info, _ = run_to_autoreset(vec)
+            ids.append(info["start_id"][0])
+            poses.append(peg_poses(vec)[0])
+        assert ids == [1, 2, -1, 1, 2]  # in turn, then over again
+        for pose, expected in zip(poses, [START_A, START_B, None, START_A, START_B]):
+            if expected is not None:
+                np.testing.assert_allclose(pose, expected, atol=1e-6)
+        assert vec.unwrapped.get_attr("assigned_start")[0].position == 5
+    finally:
+        vec.close()
+
+
+def test_a_queue_survives_a_checkpoint_with_its_position(tmp_path):
+    import torch
+
+    queue = StartQueue([(4, {"peg_pose": START_A}), None, (5, {"peg_pose": START_B})], position=2)
+    torch.save({"next": [assignment_state(queue), None, (6, {"peg_pose": START_A})]}, tmp_path / "s.pt")
+    saved = torch.load(tmp_path / "s.pt", weights_only=True)["next"]  # as checkpoints load
+    restored = [assignment_from_state(s) for s in saved]
+    assert restored[0] == queue and restored[1] is None and restored[2] == (6, {"peg_pose": START_A})
+    assert restored[0].take() == (5, {"peg_pose": START_B})
+    with pytest.raises(ValueError, match="at least one entry"):
+        StartQueue([])
 
 
 def test_rejected_start_is_reported_and_counted_not_silently_replaced():
