@@ -23,10 +23,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from typing import Optional
 
 START_TIMEOUT_S = 120.0  # for the head process to report its address
 STOP_TIMEOUT_S = 30.0  # for it to shut Ray down once asked
+EXIT_GRACE_S = 10.0  # for a head process whose stdout closed to be seen as exited
 
 
 class RayHeadError(RuntimeError):
@@ -63,12 +65,20 @@ class LocalRayHead:
             if line.startswith("{"):
                 return json.loads(line)["address"]
             if not line:  # timed out, or the process exited before reporting
+                exited = self._exited(wait=remaining > 0)
                 self.log.seek(0)
                 last = self.log.read().strip().splitlines()[-1:] or ["(it printed nothing)"]
-                exited = self.process.poll() is not None
                 self.stop()
                 when = "its process exited" if exited else f"no address within {timeout:g} s"
                 raise RayHeadError(f"the local Ray instance did not start ({when}): {last[0]}")
+
+    def _exited(self, wait: bool) -> bool:
+        """Whether the head process has exited; with ``wait`` (its stdout closed) give it a moment."""
+        try:
+            self.process.wait(timeout=EXIT_GRACE_S if wait else 0)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
 
     def stop(self) -> None:
         """Shut the instance down (closing the pipe asks the head process to), killing it if it hangs."""
@@ -89,7 +99,16 @@ def main(argv: Optional[list] = None) -> None:
     from agents.ray_rollout import init_local_ray
 
     num_cpus = int((argv or sys.argv[1:])[0])
-    init_local_ray(num_cpus)
+    try:
+        init_local_ray(num_cpus)
+    except BaseException:
+        # Exit now, and take down what ray.init may have started before it failed: those servers
+        # hold this process's stdout open, so the trainer would wait for an address until its timeout.
+        traceback.print_exc()
+        sys.stderr.flush()
+        if os.getpgid(0) == os.getpid():  # the leader of our own session's group (LocalRayHead)
+            os.killpg(os.getpid(), signal.SIGKILL)
+        os._exit(1)
     print(json.dumps({"address": ray.get_runtime_context().gcs_address}), flush=True)
     sys.stdin.read()  # returns at end-of-file: the trainer closed the pipe or died
     ray.shutdown()
