@@ -6,8 +6,14 @@ second over the run and the seconds per update spent waiting for the envs, actin
 elsewhere (the ``time/*`` columns). Ratios are taken within a round against the first variant, so
 they compare runs made minutes apart. Prints one line per run and writes everything to ``--json``.
 
+``--envs-only`` measures the variants' vector envs alone instead: the run's envs as the trainer
+builds them (``agents.training_envs.make_training_envs``: workers, wrappers, observation transfer)
+stepped with uniform random actions, no policy and no update. Against a training run it shows
+which share of a slowdown is the environment side (e.g. graph against flat observations).
+
     python scripts/benchmark_training.py --rounds 3 --json docs/benchmarks/train_parallel_critic.json \\
         graph: graph_sequential:agent.parallel_critic=false mlp:model=mlp,env.kwargs.obs_mode=flat
+    python scripts/benchmark_training.py --envs-only --steps 6000 graph: flat:env.kwargs.obs_mode=flat
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from typing import Dict, List
 
 ROOT = Path(__file__).resolve().parent.parent
 TIME_COLUMNS = ("env_wait_s", "policy_act_s", "update_s", "other_s")
+WARMUP_STEPS = 50  # vector steps before timing with --envs-only (workers started, first resets done)
 
 
 def parse_variant(text: str) -> tuple:
@@ -63,6 +70,40 @@ def train_once(overrides: List[str], steps: int, seed: int) -> Dict[str, float]:
     return result
 
 
+def step_envs_once(overrides: List[str], steps: int, seed: int) -> Dict[str, float]:
+    """The training vector env of ``overrides`` stepped ``steps`` env steps (after a warm-up) with
+    seeded uniform random actions; its steps/s."""
+    import numpy as np
+    from hydra import compose, initialize_config_dir
+
+    from agents.config import register_configs
+    from agents.training_envs import make_training_envs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"seed={seed}", *overrides])
+    envs = make_training_envs(cfg)
+    try:
+        envs.reset(seed=seed)
+        rng = np.random.default_rng(seed)
+        low, high = envs.action_space.low, envs.action_space.high
+        vector_steps = max(1, steps // cfg.num_envs)
+        actions = rng.uniform(low, high, size=(WARMUP_STEPS + vector_steps, *low.shape)).astype(np.float32)
+        for action in actions[:WARMUP_STEPS]:
+            envs.step(action)
+        start = time.perf_counter()
+        for action in actions[WARMUP_STEPS:]:
+            envs.step(action)
+        wall = time.perf_counter() - start
+    finally:
+        envs.close()
+    return {
+        "wall_s": round(wall, 2),
+        "steps_per_second": round(vector_steps * cfg.num_envs / wall, 1),
+        "load_after": round(os.getloadavg()[0], 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("variants", nargs="+", help="name:override[,override...]; the first is the reference")
@@ -70,14 +111,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40960, help="env steps per run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write the runs and ratios here")
+    parser.add_argument("--envs-only", action="store_true", help="step the variants' vector envs, no training")
     args = parser.parse_args()
+    measure = step_envs_once if args.envs_only else train_once
     variants = [parse_variant(v) for v in args.variants]
     reference = variants[0][0]
     runs, ratios = [], {name: [] for name, _ in variants[1:]}
     for round_index in range(1, args.rounds + 1):
         in_round = {}
         for name, overrides in variants:
-            result = {"variant": name, "round": round_index, **train_once(overrides, args.steps, args.seed)}
+            result = {"variant": name, "round": round_index, **measure(overrides, args.steps, args.seed)}
             runs.append(result)
             in_round[name] = result["steps_per_second"]
             print(json.dumps(result), flush=True)
@@ -88,6 +131,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "variants": {name: overrides for name, overrides in variants},
         "steps_per_run": args.steps,
+        "measured": "vector envs alone, random actions" if args.envs_only else "training runs",
         "runs": runs,
         "steps_per_second_over_reference": {
             name: {"per_round": r, "min": min(r), "max": max(r)} for name, r in ratios.items()

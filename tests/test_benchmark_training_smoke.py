@@ -50,3 +50,30 @@ def test_benchmark_training_rejects_a_variant_without_a_name():
         [sys.executable, "scripts/benchmark_training.py", "model=mlp"], cwd=ROOT, capture_output=True, text=True
     )
     assert result.returncode != 0 and "must be name:override" in result.stderr
+
+
+def test_envs_only_steps_each_variants_vector_env_without_training(tmp_path):
+    out = tmp_path / "envs.json"
+    subprocess.run(
+        [
+            sys.executable,
+            "scripts/benchmark_training.py",
+            "--envs-only",
+            "--rounds",
+            "1",
+            "--steps",
+            "64",
+            "--json",
+            str(out),
+            "graph:env.kwargs.robot=floating,num_envs=2",
+            "flat:env.kwargs.robot=floating,num_envs=2,env.kwargs.obs_mode=flat",
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    summary = json.loads(out.read_text())
+    assert summary["measured"] == "vector envs alone, random actions"
+    assert [r["variant"] for r in summary["runs"]] == ["graph", "flat"]
+    assert all(r["steps_per_second"] > 0 and "mean_update_s" not in r for r in summary["runs"])
