@@ -365,6 +365,9 @@ class EvaluateConfig:
     deterministic: bool = True
     seed: int = 1000
     device: str = "cpu"
+    # One thread, as in training: with torch's default (one per core) each small op of a graph
+    # policy waited on a descheduled partner thread while other jobs ran (176 ms per act, not ~3).
+    torch_threads: int = 1
     output: Optional[str] = None  # JSON path; None: <run dir>/eval/<timestamp>/results.json
     video: bool = False
     video_episodes: int = 3  # the first N episodes are recorded

@@ -51,6 +51,7 @@ from agents.config import register_configs, typed_config, validate_device, valid
 from agents.evaluation import run_episodes
 from agents.registry import build_model
 from agents.run_state import seed_everything
+from agents.threads import set_cpu_threads
 from agents.training_envs import env_kwargs, make_env
 from envs.config import MAX_IMAGE_SIZE
 
@@ -87,6 +88,8 @@ def parse_arguments(argv: Sequence[str]) -> Tuple[DictConfig, List[Tuple[str, An
         cfg = compose(config_name="evaluate", overrides=others)
     if cfg.episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {cfg.episodes}")
+    if cfg.torch_threads < 1:
+        raise ValueError(f"torch_threads must be >= 1, got {cfg.torch_threads}")
     validate_seed("seed", cfg.seed)
     validate_device(cfg.device)
     if cfg.which not in (ckpt.LATEST[:-3], ckpt.BEST[:-3]):
@@ -277,6 +280,7 @@ def evaluate(argv: Sequence[str]) -> Dict[str, Any]:
     checkpoint = ckpt.load_checkpoint(path)
     train_cfg = env_config(checkpoint, env_overrides)
     set_video_size(train_cfg, cfg)
+    set_cpu_threads(cfg.torch_threads)
     seed_everything(cfg.seed)  # stochastic policies (deterministic=false) sample from torch's RNG
 
     results_path, video_dir = output_paths(cfg, path)

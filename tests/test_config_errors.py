@@ -126,12 +126,33 @@ def test_a_forbidden_change_on_resume_is_one_error_line_and_leaves_the_run_alone
         (["device=cuda:7"], "device=cuda:7", "available: cpu"),
         (["seed=-1"], "seed=-1", "allowed: 0..4294967295"),
         (["env.max_episode_steps=0"], "env.max_episode_steps=0", "allowed: an integer >= 1"),
+        (["torch_threads=0"], "torch_threads", "must be >= 1"),
     ],
 )
 def test_evaluate_reports_a_config_mistake_in_one_line(finished_run, mistake, key, allowed):
     proc = run(EVALUATE, [f"checkpoint={finished_run}", "episodes=1", *mistake], finished_run.parent, expect_ok=False)
     assert_one_error_line(proc, key, allowed)
     assert not (finished_run / "eval").exists()
+
+
+def test_evaluate_acts_with_the_configured_number_of_threads(finished_run, tmp_path):
+    import importlib.util
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location("evaluate_script", Path(EVALUATE))
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(3)
+            script.evaluate(
+                [f"checkpoint={finished_run}", "episodes=1", f"torch_threads={threads}", f"output={tmp_path}/r.json"]
+            )
+            assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_evaluate_reports_a_truncated_checkpoint_in_one_line(finished_run, tmp_path):
