@@ -381,7 +381,8 @@ class PackedObjectsConfig(TaskConfig):
     start_high: List[float] = field(default_factory=lambda: [0.01, 0.01, 0.08, 0.1, 0.1, 0.2])
 
     # Success of a packed box: centre within this distance of its goal centre and orientation within
-    # this angle of a goal orientation (any quarter turn; for an upright box, its yaw error mod 90 deg).
+    # this angle of a goal orientation (any orientation that maps the box onto itself: any quarter turn
+    # about the vertical and, for a cube, any face down; for an upright box, its yaw error mod 90 deg).
     object_position_tolerance: float = 0.005
     object_yaw_tolerance: float = 0.1
 

@@ -8,15 +8,19 @@ between the two. The points must see every degree of freedom that decides the fi
 - a square prism (the box peg, a packed box) fits at every quarter turn about its axis: its
   points sit off the axis, so a yaw error moves them, and its distance is the minimum over the
   four goal poses rotated by quarter turns (``symmetry_rotations``), so every fitting pose is
-  a goal and none is penalised.
+  a goal and none is penalised;
+- a free box (a packed box) fits in every orientation that maps its extents onto themselves
+  (``box_symmetry_rotations``): a cube rolled onto a side fills its slot exactly, so a cube has
+  24 goal orientations, not only the 4 quarter turns about the vertical.
 
 All arrays are in one frame (the task frame); rotations are 3x3 matrices.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from typing import Tuple
+from typing import Sequence, Tuple
 
 import numpy as np
 
@@ -54,15 +58,45 @@ def symmetry_rotations(shape: str) -> np.ndarray:
     ).round(15)
 
 
+def box_symmetry_rotations(half_extents: Sequence[float]) -> np.ndarray:
+    """(S, 3, 3) rotations that map a box with these half extents onto itself, the identity first.
+
+    They are the proper signed permutation matrices that only exchange axes of equal length: a cube
+    has 24 (any face down, any quarter turn), a square prism 8 (quarter turns about its axis, and
+    upside down), a box with three different sides 4 (half turns about each axis).
+    """
+    half = np.asarray(half_extents, dtype=np.float64)
+    rotations = []
+    for permutation in itertools.permutations(range(3)):
+        if not np.allclose(half[list(permutation)], half, rtol=0.0, atol=1e-9):
+            continue
+        for signs in itertools.product((1.0, -1.0), repeat=3):
+            rotation = np.zeros((3, 3))
+            rotation[range(3), permutation] = signs  # (R x)_i = sign_i * x_permutation[i]
+            if np.linalg.det(rotation) > 0:
+                rotations.append(rotation)
+    return np.stack(rotations)
+
+
+def stack_symmetries(groups: Sequence[np.ndarray]) -> np.ndarray:
+    """(N, S, 3, 3) one symmetry group per object, the smaller groups padded with their identity.
+
+    A repeated goal pose changes no minimum, so objects of different symmetry share one array.
+    """
+    size = max(len(group) for group in groups)
+    return np.stack([np.concatenate([group, np.repeat(group[:1], size - len(group), axis=0)]) for group in groups])
+
+
 def goal_keypoints(
     goal_positions: np.ndarray, goal_rotations: np.ndarray, keypoints: np.ndarray, symmetries: np.ndarray
 ) -> np.ndarray:
     """(N, S, K, 3) keypoints at every symmetric goal pose (computed once per scene: goals do not move).
 
     goal_positions (N, 3), goal_rotations (N, 3, 3), keypoints (N, K, 3) in each object's frame,
-    symmetries (S, 3, 3) shared by all objects.
+    symmetries (S, 3, 3) shared by all objects or (N, S, 3, 3) one group per object (``stack_symmetries``).
     """
-    goal_frames = goal_rotations[:, None] @ symmetries[None]  # (N, S, 3, 3)
+    per_object = symmetries if symmetries.ndim == 4 else symmetries[None]
+    goal_frames = goal_rotations[:, None] @ per_object  # (N, S, 3, 3)
     return keypoints[:, None] @ np.swapaxes(goal_frames, -1, -2) + goal_positions[:, None, None]
 
 

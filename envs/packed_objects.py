@@ -10,7 +10,8 @@ the world with the tray. Start states (``reset(options=...)``, ``get_start_state
 
 - ``tray_pose = [x, y, yaw]``: the tray in the world;
 - ``object_poses = [[x, y, yaw], ...]``: each packed box's centre and yaw in the tray frame,
-  resting on the floor (a box that tipped over is reported by these three numbers only);
+  resting on the floor (a box that tipped over is reported by these three numbers only, taken from
+  its symmetric orientation nearest upright: exact for a cube rolled onto a side);
 - ``held_pose = [x, y, z, roll, pitch, yaw]``: the held box's bottom centre relative to its
   slot's centre on the floor, and its orientation (extrinsic roll/pitch/yaw in the tray frame);
   the seated goal is all zeros.
@@ -172,10 +173,15 @@ class PackedObjectsTask(Task):
             for height in self._heights
         ]
         self._keypoints = np.stack(points)
-        self._symmetries = keypoints.symmetry_rotations("box")
-        self._symmetry_rows = self._symmetries.reshape(-1, 9).T  # for trace(S^T R) = <S, R> of flattened matrices
+        # A packed box fits its slot in every orientation that maps its extents onto themselves (a cube in 24:
+        # rolled onto any face). The held box turns only about its axis in the robot's hand, so its goals
+        # are the quarter turns: an upside-down goal, never reachable, would pull its reward off the slot.
+        self._box_symmetries = keypoints.box_symmetry_rotations(self._half_extents[1])
+        self._symmetry_rows = self._box_symmetries.reshape(-1, 9).T  # trace(S^T R) = <S, R> of flattened matrices
+        groups = [keypoints.symmetry_rotations("box")] + [self._box_symmetries] * n
         upright = np.broadcast_to(np.eye(3), (n + 1, 3, 3))
-        self._goals = keypoints.goal_keypoints(self._goal_positions, upright, self._keypoints, self._symmetries)
+        symmetries = keypoints.stack_symmetries(groups)
+        self._goals = keypoints.goal_keypoints(self._goal_positions, upright, self._keypoints, symmetries)
         self._node_types = np.array([graph_obs.TYPE_CONTROLLED] + [graph_obs.TYPE_OTHER] * n)
         self._sizes = np.column_stack([np.full(n + 1, half), self._heights])
         tray_node = self.layout.row(
@@ -442,13 +448,23 @@ class PackedObjectsTask(Task):
         for body in self._box_ids:
             world = self._sim.client.getBasePositionAndOrientation(body)
             (x, y, _), quat = pybullet.multiplyTransforms(inverse_pos, inverse_quat, *world)
-            rotation = quat_to_matrix(quat)
+            rotation = self._most_upright(quat_to_matrix(quat))
             poses.append([x, y, math.atan2(rotation[1, 0], rotation[0, 0])])
         return poses
 
+    def _most_upright(self, rotation: np.ndarray) -> np.ndarray:
+        """The symmetric equivalent of a packed box's orientation whose axis points most nearly up, and of
+        those the one nearest the tray's axes (yaw within +-45 deg): a cube rolled onto a side is the same
+        box standing upright, so its [x, y, yaw] describes it exactly."""
+        candidates = rotation @ self._box_symmetries  # (S, 3, 3)
+        up = candidates[:, 2, 2]
+        upright = candidates[up >= up.max() - 1e-9]
+        return upright[int(np.argmax(np.trace(upright, axis1=1, axis2=2)))]
+
     def goal_poses(self) -> Dict[str, list]:
         """The goal arrangement in the tray frame: the held box's ``slot`` [x, y] on the floor and each
-        packed box's ``object_poses`` [x, y, yaw] (the form of ``start_state``; any quarter turn is in place too)."""
+        packed box's ``object_poses`` [x, y, yaw] (the form of ``start_state``; every orientation that maps
+        a box onto itself is in place too: any quarter turn, and for a cube any face down)."""
         return {
             "slot": self._slot_xy.tolist(),
             "object_poses": [[x, y, 0.0] for x, y in self._goal_xy[1:].tolist()],

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from envs.config import RewardConfig
-from envs.keypoints import goal_keypoints, keypoint_errors, local_keypoints, symmetry_rotations
+from envs.keypoints import (
+    box_symmetry_rotations,
+    goal_keypoints,
+    keypoint_errors,
+    local_keypoints,
+    stack_symmetries,
+    symmetry_rotations,
+)
 from envs.rewards import KeypointReward
 
 RADIUS, LENGTH, K, SPACING = 0.012, 0.08, 3, 0.03
@@ -90,6 +97,49 @@ def test_batched_objects_equal_one_by_one():
         )
         np.testing.assert_allclose(offsets[i], o[0], atol=1e-15)
         assert distances[i] == pytest.approx(d[0])
+
+
+def roll(angle):
+    c, s = math.cos(angle), math.sin(angle)
+    return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+
+
+@pytest.mark.parametrize("half_extents, count", [((1, 1, 1), 24), ((1, 1, 1.5), 8), ((1, 2, 3), 4)])
+def test_box_symmetries_are_the_rotations_that_map_the_box_onto_itself(half_extents, count):
+    rotations = box_symmetry_rotations(half_extents)
+    assert len(rotations) == count
+    np.testing.assert_array_equal(rotations[0], np.eye(3))
+    corners = np.array(np.meshgrid(*[[-h, h] for h in half_extents])).reshape(3, -1).T
+    for rotation in rotations:
+        np.testing.assert_allclose(rotation @ rotation.T, np.eye(3), atol=1e-12)
+        assert np.linalg.det(rotation) == pytest.approx(1.0)
+        assert {tuple(c) for c in corners @ rotation.T} == {tuple(c) for c in corners}
+    assert len({r.tobytes() for r in rotations}) == count  # no rotation twice
+
+
+def cube_distance(rotation, symmetries):
+    points = local_keypoints("box", 0.02, 0.04, 3, 0.015)[None]
+    _, d = errors(np.zeros((1, 3)), rotation[None], points, np.zeros((1, 3)), np.eye(3)[None], symmetries)
+    return float(d[0])
+
+
+def test_a_cube_fits_on_every_face_but_the_quarter_turns_alone_miss_that():
+    cube = box_symmetry_rotations((0.02, 0.02, 0.02))
+    for rotation in (roll(math.pi / 2), roll(math.pi), roll(math.pi / 2) @ yaw(0.5 * math.pi)):
+        assert cube_distance(rotation, cube) == pytest.approx(0.0, abs=1e-12)
+        assert cube_distance(rotation, symmetry_rotations("box")) > 0.01
+    assert cube_distance(roll(math.pi / 2 + 0.1), cube) == pytest.approx(cube_distance(roll(0.1), cube))
+
+
+def test_stacked_groups_give_each_object_its_own_symmetry():
+    cube, prism = box_symmetry_rotations((1, 1, 1)), box_symmetry_rotations((1, 1, 1.5))
+    stacked = stack_symmetries([prism, cube])
+    assert stacked.shape == (2, 24, 3, 3)
+    np.testing.assert_array_equal(stacked[0, 8:], np.broadcast_to(np.eye(3), (16, 3, 3)))  # padded with identity
+    points = np.stack([local_keypoints("box", 0.02, 0.04, 3, 0.015)] * 2)
+    rotations = np.stack([roll(math.pi / 2)] * 2)
+    _, distances = errors(np.zeros((2, 3)), rotations, points, np.zeros((2, 3)), np.stack([np.eye(3)] * 2), stacked)
+    assert distances[0] > 0.01 and distances[1] == pytest.approx(0.0, abs=1e-12)  # a prism on its side does not fit
 
 
 def test_unknown_shape_raises():

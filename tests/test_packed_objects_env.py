@@ -9,6 +9,7 @@ import warnings
 
 import gymnasium as gym
 import numpy as np
+import pybullet
 import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
 
@@ -237,6 +238,40 @@ def test_a_quarter_turned_box_is_in_place():
     _, info = env.reset(seed=0, options={"object_poses": with_box(1, [-PITCH, 0, math.pi / 2]), "held_pose": ABOVE})
     assert info["objects_in_place"] == 4
     assert info["keypoint_distances"][2] == pytest.approx(0.0, abs=1e-6)
+
+
+def roll_box(env, index, angle):
+    """Roll packed box ``index`` about the tray's y axis by ``angle``, keeping its centre on its goal."""
+    task = env.unwrapped.task
+    client, body = task._sim.client, task._box_ids[index]
+    position, quat = client.getBasePositionAndOrientation(body)
+    roll = pybullet.getQuaternionFromEuler([0.0, angle, 0.0])
+    client.resetBasePositionAndOrientation(
+        body, position, pybullet.multiplyTransforms([0, 0, 0], quat, [0, 0, 0], roll)[1]
+    )
+
+
+def test_a_cube_rolled_onto_a_side_is_in_place_and_reported_upright():
+    env = make()
+    env.reset(seed=0, options={"object_poses": GOAL_POSES, "held_pose": ABOVE})
+    roll_box(env, 1, math.pi / 2)  # the 4 cm cube now stands on a side face, filling its slot exactly
+    _, _, _, _, info = env.step(np.zeros(6, np.float32))
+    assert info["objects_in_place"] == 4
+    assert info["keypoint_distances"][2] == pytest.approx(0.0, abs=1e-4)
+    assert info["max_orientation_error"] < 0.01
+    state = env.unwrapped.get_start_state()  # the rolled cube is the same box upright: a valid, exact start
+    np.testing.assert_allclose(state["object_poses"][1], GOAL_POSES[1], atol=1e-3)
+    env.reset(seed=1, options=state)
+
+
+def test_a_box_that_is_not_a_cube_rolled_onto_a_side_is_out_of_place():
+    env = make(box_height=0.03)  # 4 x 4 x 3 cm: on its side it is 3 cm wide and 4 cm tall
+    env.reset(seed=0, options={"object_poses": GOAL_POSES, "held_pose": ABOVE})
+    roll_box(env, 1, math.pi / 2)
+    _, _, _, _, info = env.step(np.zeros(6, np.float32))
+    assert info["objects_in_place"] == 3
+    assert info["max_orientation_error"] == pytest.approx(math.pi / 2, abs=0.02)
+    assert info["keypoint_distances"][2] > 0.01
 
 
 # ---------------------------------------------------------------- bad input
