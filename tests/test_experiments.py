@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from train_config import compose_train
 
+from agents.config import validate_train_config
 from agents.experiments import mean_interval, on_grid, summary_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,3 +118,14 @@ def test_an_interrupted_sweep_continues_with_the_jobs_it_has_not_finished(tmp_pa
 def test_unknown_experiment_is_a_clear_error():
     proc = subprocess.run([sys.executable, RUN_EXPERIMENT, "nope"], capture_output=True, text=True)
     assert proc.returncode == 2 and "no experiment 'nope'" in proc.stderr
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "configs" / "experiment").glob("*.yaml")))
+def test_every_experiment_config_composes_and_validates(name):
+    cfg = compose_train([f"+experiment={name}", "curriculum=adaptive"])
+    validate_train_config(cfg)
+    if name == "packed_objects_tight_tray":  # the packed_objects experiment with only the tray changed
+        base = compose_train(["+experiment=packed_objects", "curriculum=adaptive"])
+        assert cfg.env.kwargs.tray_margin == 0.004 != base.env.kwargs.tray_margin
+        cfg.env.kwargs.tray_margin = base.env.kwargs.tray_margin
+        assert cfg == base
