@@ -37,9 +37,10 @@ import time
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional
 
-from omegaconf import OmegaConf
+from hydra import compose, initialize_config_dir
 
 from agents import checkpoint as ckpt
+from agents.config import register_configs
 from agents.experiments import plot_experiment, read_curve, summary_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,7 +71,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if not path.is_file():
         known = sorted(p.stem for p in EXPERIMENTS.glob("*.yaml"))
         parser.error(f"no experiment {args.experiment!r} ({path} does not exist); known: {known}")
-    sweep = OmegaConf.load(path).hydra.sweeper.params
+    sweep = sweep_params(args.experiment)
     args.conditions = args.conditions or str(sweep.curriculum).split(",")
     args.seeds = args.seeds if args.seeds is not None else [int(s) for s in str(sweep.seed).split(",")]
     args.sweep_dir = (args.sweep_dir or ROOT / "multirun" / "experiment" / args.experiment).resolve()
@@ -79,6 +80,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if args.eval_episodes < 1:
         parser.error(f"--eval-episodes must be at least 1, got {args.eval_episodes}")
     return args
+
+
+def sweep_params(experiment: str):
+    """``hydra.sweeper.params`` of the experiment as Hydra composes it (an experiment may build on another)."""
+    register_configs()
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"+experiment={experiment}"], return_hydra_config=True)
+    return cfg.hydra.sweeper.params
 
 
 def parse_extra_eval(parser: argparse.ArgumentParser, spec: str) -> tuple:

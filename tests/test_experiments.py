@@ -1,5 +1,6 @@
 """Experiment summaries (agents/experiments.py) and the resumable sweep (scripts/run_experiment.py)."""
 
+import importlib.util
 import json
 import math
 import subprocess
@@ -124,6 +125,12 @@ def test_unknown_experiment_is_a_clear_error():
 def test_every_experiment_config_composes_and_validates(name):
     cfg = compose_train([f"+experiment={name}", "curriculum=adaptive"])
     validate_train_config(cfg)
+    spec = importlib.util.spec_from_file_location("run_experiment", RUN_EXPERIMENT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    args = script.parse_args([name])  # the sweep as Hydra composes it, also when inherited
+    assert args.conditions == ["adaptive", "none"] and args.seeds == [0, 1, 2]
+    assert args.sweep_dir == ROOT / "multirun" / "experiment" / name
     if name == "packed_objects_tight_tray":  # the packed_objects experiment with only the tray changed
         base = compose_train(["+experiment=packed_objects", "curriculum=adaptive"])
         assert cfg.env.kwargs.tray_margin == 0.004 != base.env.kwargs.tray_margin
