@@ -409,6 +409,21 @@ def register_configs() -> None:
         OmegaConf.register_new_resolver("at_most_batch", at_most_batch)
 
 
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def compose_train_config(
+    overrides: Sequence[str] = (), config_dir: Path = CONFIG_DIR, return_hydra_config: bool = False
+) -> DictConfig:
+    """``configs/train.yaml`` with ``overrides``, typed by the schemas, as ``scripts/train.py`` composes it,
+    for code outside a Hydra app (benchmarks, the experiment runner, tests)."""
+    from hydra import compose, initialize_config_dir
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides), return_hydra_config=return_hydra_config)
+
+
 def at_most_batch(size: int, *, _root_: DictConfig) -> int:
     """``${at_most_batch:256}`` (the agents' default minibatch): 256 samples, or the whole batch
     (num_envs * rollout_steps) when it is smaller. A minibatch size that is set is never reduced."""

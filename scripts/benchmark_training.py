@@ -74,14 +74,11 @@ def step_envs_once(overrides: List[str], steps: int, seed: int) -> Dict[str, flo
     """The training vector env of ``overrides`` stepped ``steps`` env steps (after a warm-up) with
     seeded uniform random actions; its steps/s."""
     import numpy as np
-    from hydra import compose, initialize_config_dir
 
-    from agents.config import register_configs
+    from agents.config import compose_train_config
     from agents.training_envs import make_training_envs
 
-    register_configs()
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"seed={seed}", *overrides])
+    cfg = compose_train_config([f"seed={seed}", *overrides])
     envs = make_training_envs(cfg)
     try:
         envs.reset(seed=seed)

@@ -37,10 +37,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional
 
-from hydra import compose, initialize_config_dir
-
 from agents import checkpoint as ckpt
-from agents.config import register_configs
+from agents.config import compose_train_config
 from agents.experiments import plot_experiment, read_curve, summary_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,10 +82,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def sweep_params(experiment: str):
     """``hydra.sweeper.params`` of the experiment as Hydra composes it (an experiment may build on another)."""
-    register_configs()
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"+experiment={experiment}"], return_hydra_config=True)
-    return cfg.hydra.sweeper.params
+    return compose_train_config([f"+experiment={experiment}"], return_hydra_config=True).hydra.sweeper.params
 
 
 def parse_extra_eval(parser: argparse.ArgumentParser, spec: str) -> tuple:

@@ -2,9 +2,7 @@
 
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-
-from agents.config import register_configs
+from agents.config import compose_train_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = str(ROOT / "configs")
@@ -24,6 +22,4 @@ PENDULUM = [
 
 def compose_train(overrides, config_dir: str = CONFIGS):
     """``configs/train.yaml`` with ``overrides`` (``key=value`` strings), typed by the schemas."""
-    register_configs()
-    with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides))
+    return compose_train_config(overrides, Path(config_dir))
