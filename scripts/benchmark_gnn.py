@@ -5,6 +5,10 @@ its numpy rollout snapshot (what the rollout collector calls, ``rollout_policy()
 forward + backward of one PPO-style minibatch (log-prob and value losses), for the graph
 actor-critic on fully connected N-node graphs and for the MLP actor-critic on the flat
 observation of the same scene (the N node feature rows concatenated, as ``obs_mode=flat``).
+"dense floor" is forward + backward of the graph model's ``nn.Linear`` layers alone, each once on
+as many rows as it sees in the real forward (B * N node rows in the encoders, B * N * N edge rows in
+an edge MLP, B rows in the heads): the arithmetic no formulation of this network avoids, so
+f+b minus the floor is what attention, normalisation and per-op overhead cost.
 Both use the default model configs (configs/model/gnn.yaml, mlp.yaml). CPU, one torch thread;
 each figure is the median over repeated calls. Prints a table, then one JSON line.
 
@@ -98,6 +102,30 @@ def minibatch_step(model: torch.nn.Module, obs) -> callable:
     return step
 
 
+def dense_floor_step(model: GraphActorCritic, batch_size: int, num_nodes: int) -> tuple:
+    """(forward + backward of every ``nn.Linear`` of ``model`` once at its row count, its GFLOP)."""
+    layers = []
+    for encoder in (model.actor_encoder, model.critic_encoder):
+        if encoder is None:
+            continue
+        edge_layers = set() if encoder.edge_encoder is None else set(encoder.edge_encoder.modules())
+        for module in encoder.modules():
+            if isinstance(module, torch.nn.Linear):
+                rows = batch_size * num_nodes * (num_nodes if module in edge_layers else 1)
+                layers.append((module, rows))
+    for head in (model.actor_mean, model.critic):
+        layers += [(m, batch_size) for m in head.modules() if isinstance(m, torch.nn.Linear)]
+    inputs = [torch.randn(rows, layer.in_features, requires_grad=True) for layer, rows in layers]
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        sum(layer(x).sum() for (layer, _), x in zip(layers, inputs)).backward()
+
+    # forward, gradient w.r.t. input and w.r.t. weight: three matmuls of 2 * rows * in * out flops each
+    gflop = sum(3 * 2 * rows * layer.in_features * layer.out_features for layer, rows in layers) / 1e9
+    return step, gflop
+
+
 def run_case(batch_size: int, num_nodes: int, min_time: float) -> dict:
     graph_space, flat_space, action_space = spaces(num_nodes)
     torch.manual_seed(0)
@@ -108,6 +136,7 @@ def run_case(batch_size: int, num_nodes: int, min_time: float) -> dict:
         model.update_normalizer(obs)
     graph_np, flat_np = {k: v.numpy() for k, v in graph.items()}, flat.numpy()
     gnn_rollout, mlp_rollout = gnn.rollout_policy(), mlp.rollout_policy()
+    floor_step, floor_gflop = dense_floor_step(gnn, batch_size, num_nodes)
     return {
         "batch": batch_size,
         "nodes": num_nodes,
@@ -117,6 +146,8 @@ def run_case(batch_size: int, num_nodes: int, min_time: float) -> dict:
         "mlp_rollout_act_ms": median_ms(lambda: mlp_rollout.act(flat_np), min_time),
         "gnn_fwd_bwd_ms": median_ms(minibatch_step(gnn, graph), min_time),
         "mlp_fwd_bwd_ms": median_ms(minibatch_step(mlp, flat), min_time),
+        "gnn_dense_floor_ms": median_ms(floor_step, min_time),
+        "gnn_dense_floor_gflop": floor_gflop,
     }
 
 
@@ -130,7 +161,7 @@ def main() -> None:
     set_cpu_threads(1)  # torch and numpy's BLAS
     print(
         f"{'N':>3} {'B':>5} | {'gnn act':>8} {'mlp act':>8} | {'gnn roll':>8} {'mlp roll':>8} | "
-        f"{'gnn f+b':>8} {'mlp f+b':>8} {'ratio':>6}  (ms)"
+        f"{'gnn f+b':>8} {'mlp f+b':>8} {'ratio':>6} | {'floor':>7} {'GFLOP':>6}  (ms)"
     )
     rows = []
     for n in args.nodes:
@@ -140,7 +171,8 @@ def main() -> None:
             print(
                 f"{n:>3} {b:>5} | {r['gnn_act_ms']:>8.3f} {r['mlp_act_ms']:>8.3f} | "
                 f"{r['gnn_rollout_act_ms']:>8.3f} {r['mlp_rollout_act_ms']:>8.3f} | {r['gnn_fwd_bwd_ms']:>8.2f} "
-                f"{r['mlp_fwd_bwd_ms']:>8.2f} {r['gnn_fwd_bwd_ms'] / r['mlp_fwd_bwd_ms']:>5.1f}x",
+                f"{r['mlp_fwd_bwd_ms']:>8.2f} {r['gnn_fwd_bwd_ms'] / r['mlp_fwd_bwd_ms']:>5.1f}x | "
+                f"{r['gnn_dense_floor_ms']:>7.2f} {r['gnn_dense_floor_gflop']:>6.3f}",
                 flush=True,
             )
     summary = {
