@@ -20,6 +20,7 @@ plain-dict config (from a checkpoint) can be re-typed with ``typed_config``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,6 +179,9 @@ class ReverseCurriculumConfig:
     name: str = "reverse"
     brownian_steps: int = 10  # random actions per walk from a parent start
     walk_action_scale: float = 0.2  # the walks' actions are uniform in [-scale, scale]^6
+    # then each object the robot does not move takes a normal step of this times the task's own
+    # displacement ranges (Task.perturb_start; 0: only the robot moves; the peg task has none)
+    object_walk_scale: float = 0.1
     r_min: float = 0.1  # a start is good when its success rate lies in [r_min, r_max] ...
     r_max: float = 0.9
     min_visits: int = 2  # ... after this many episodes from it
@@ -213,6 +217,8 @@ def _validate_reverse_config(cfg) -> None:
             raise ValueError(f"{name} must be >= 1, got {cfg[name]}")
     if not 0.0 < cfg.walk_action_scale <= 1.0:
         raise ValueError(f"walk_action_scale must be in (0, 1], got {cfg.walk_action_scale}")
+    if not (math.isfinite(cfg.object_walk_scale) and cfg.object_walk_scale >= 0.0):
+        raise ValueError(f"object_walk_scale must be a finite number >= 0, got {cfg.object_walk_scale}")
     if not 0.0 <= cfg.r_min <= cfg.r_max <= 1.0:
         raise ValueError(f"need 0 <= r_min <= r_max <= 1, got r_min={cfg.r_min}, r_max={cfg.r_max}")
     for name in ("replay_fraction", "full_distribution_fraction"):

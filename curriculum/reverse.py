@@ -1,16 +1,18 @@
 """Reverse curriculum generation (Florensa et al. 2017): starts grown backward from the goal.
 
 New starts come from short random walks ("Brownian motion") in the simulator: a driver-side copy
-of the env is reset to a parent start and driven by ``brownian_steps`` random actions; the state
-it ends in (``get_start_state()``) is the new start, physically valid by construction (the engine
-produced it; a walk the env rejects is counted and dropped). The first parent is the goal
+of the env is reset to a parent start and driven by ``brownian_steps`` random actions; then the
+objects the robot does not hold are moved too (``object_walk_scale``, ``Task.perturb_start``: the
+robot alone rarely pushes a packed box far, so without it every start keeps the arrangement at its
+goal); the state it ends in (``get_start_state()``) is the new start, checked by the env's own
+start tests (a walk the env rejects is counted and dropped). The first parent is the goal
 (``start_at_difficulty(..., 0)``). Each start's success rate is measured from the episodes that
 began from it; a start is *good* when that rate lies in [``r_min``, ``r_max``] after
 ``min_visits`` episodes: hard enough to teach, easy enough to be solved. Parents are drawn from
-the good starts (or, while there are none, the mastered ones), so the frontier moves outward as
-the policy improves; ``replay_fraction`` of
-the starts are old ones (a replay buffer against forgetting) and ``full_distribution_fraction``
-come from the task's own distribution throughout.
+the good starts, or while there are none from the *deepest* mastered ones (most walks from the
+goal), so the frontier moves outward as the policy improves; ``replay_fraction`` of the starts
+are old ones (a replay buffer against forgetting) and ``full_distribution_fraction`` come from
+the task's own distribution throughout.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class ReverseCurriculum(StartCurriculum):
         # The walker keeps going at the goal (a walk starts there) and is only ever reset explicitly.
         kwargs = {**env_kwargs(train_cfg.env), "terminate_on_success": False}
         self.walker = make_env(train_cfg.env.id, train_cfg.env.max_episode_steps, **kwargs)
-        self.starts: Dict[int, Dict[str, Any]] = {}  # id -> {"options", "visits", "successes"}
+        self.starts: Dict[int, Dict[str, Any]] = {}  # id -> {"options", "depth", "visits", "successes"}
         self.invalid_walks = 0
         self.new_this_rollout = 0
 
@@ -55,20 +57,22 @@ class ReverseCurriculum(StartCurriculum):
         return starts
 
     def _grow(self) -> Any:
-        """A new start by a random walk from a random good start; while there is none, from a start
-        the policy already masters (success above ``r_max``: the frontier lies beyond it), and at
-        first from the goal. (Florensa et al. walk from good starts only; when every start near the
-        goal is mastered at once, as here, that would keep the walks at the goal for ever.)"""
-        parents = self.good_starts() or self._mastered_starts()
-        parent = self.starts[int(self.rng.choice(parents))]["options"] if parents else self.goal
+        """A new start by a random walk from a random good start; while there is none, from the deepest
+        starts the policy already masters (success above ``r_max``: the frontier lies beyond them), and
+        at first from the goal. (Florensa et al. walk from good starts only; when every start near the
+        goal is mastered at once, as here, that would keep the walks at the goal for ever. Walking from
+        any mastered start instead grows a random tree whose depth, walks from the goal, grows only
+        with the logarithm of its size: 2,000 starts lay a median 1 mm from the packed goal.)"""
+        parents = self.good_starts() or self._deepest_mastered_starts()
+        parent = self.starts[int(self.rng.choice(parents))] if parents else {"options": self.goal, "depth": 0}
         for _ in range(WALK_ATTEMPTS):
-            options = self._walk(parent)
+            options = self._walk(parent["options"])
             if options is not None:
                 break
         else:  # no valid walk: the parent itself again, never a default start
-            options = parent
+            options = parent["options"]
         start_id = self.take_id()
-        self.starts[start_id] = {"options": options, "visits": 0, "successes": 0}
+        self.starts[start_id] = {"options": options, "depth": parent["depth"] + 1, "visits": 0, "successes": 0}
         self.new_this_rollout += 1
         self._forget()
         return start_id, options
@@ -83,7 +87,8 @@ class ReverseCurriculum(StartCurriculum):
             _, _, _, truncated, _ = self.walker.step(action.astype(np.float32))
             if truncated:
                 break
-        state = self.walker.unwrapped.get_start_state()
+        env = self.walker.unwrapped
+        state = env.perturb_start_state(env.get_start_state(), self.rng, self.cfg.object_walk_scale)
         try:
             self.walker.reset(seed=seed, options=state)  # the env's own start checks decide validity
         except ValueError:
@@ -108,6 +113,13 @@ class ReverseCurriculum(StartCurriculum):
             if s["visits"] >= cfg.min_visits and s["successes"] / s["visits"] > cfg.r_max
         ]
 
+    def _deepest_mastered_starts(self) -> List[int]:
+        mastered = self._mastered_starts()
+        if not mastered:
+            return []
+        deepest = max(self.starts[i]["depth"] for i in mastered)
+        return [i for i in mastered if self.starts[i]["depth"] == deepest]
+
     def good_starts(self) -> List[int]:
         cfg = self.cfg
         return [
@@ -131,6 +143,7 @@ class ReverseCurriculum(StartCurriculum):
             "curriculum/good_starts": float(len(self.good_starts())),
             "curriculum/new_starts": float(self.new_this_rollout),
             "curriculum/invalid_walks": float(self.invalid_walks),
+            "curriculum/max_depth": float(max((s["depth"] for s in self.starts.values()), default=0)),
             "curriculum/start_success": float(np.mean([s["successes"] / s["visits"] for s in visited]))
             if visited
             else float("nan"),

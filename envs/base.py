@@ -183,6 +183,13 @@ class InsertionEnv(gym.Env):
         """The current state in the form ``reset(options=...)`` accepts."""
         return self.task.start_state(self.robot.held_pose())
 
+    def perturb_start_state(self, start: Dict[str, Any], rng: np.random.Generator, scale: float) -> Dict[str, Any]:
+        """``start`` with the objects the robot does not move displaced at random (``Task.perturb_start``),
+        checked against the current scene (reset the env to ``start`` first)."""
+        if not (math.isfinite(scale) and scale >= 0.0):
+            raise ValueError(f"perturbation scale must be a finite number >= 0, got {scale}")
+        return self.task.perturb_start(start, rng, scale)
+
     def save_state(self) -> Dict[str, Any]:
         """Snapshot of the simulator and the episode (commands, step count, RNG, the task's own state).
 

@@ -470,6 +470,22 @@ class PackedObjectsTask(Task):
             "object_poses": [[x, y, 0.0] for x, y in self._goal_xy[1:].tolist()],
         }
 
+    def perturb_start(self, start: Dict[str, Any], rng: np.random.Generator, scale: float) -> Dict[str, Any]:
+        """Each packed box in turn (random order) moved by a normal step with standard deviations ``scale``
+        times the largest occluder shift (x, y) and yaw; a step that would leave the tray or overlap a box
+        or the held box is not taken, so boxes drift only into free space (the slot, once emptied)."""
+        cfg = self.config
+        poses = np.array(start["object_poses"], dtype=np.float64)
+        held_pose = np.asarray(start["held_pose"], dtype=np.float64)
+        shift = cfg.occluder_shift_range[1]
+        std = scale * np.array([shift, shift, cfg.occluder_yaw_range])
+        for i in rng.permutation(len(poses)):
+            proposal = poses.copy()
+            proposal[i] += rng.normal(0.0, std)
+            if self._objects_problem(proposal) is None and self._held_problem(held_pose, proposal) is None:
+                poses = proposal
+        return {**start, "object_poses": poses.tolist()}
+
     def save_state(self) -> Dict[str, Any]:
         return {"tray_pose": self._tray_pose.copy()}
 

@@ -84,6 +84,15 @@ class Task:
         """The current state in the form ``reset(options=...)`` accepts."""
         raise NotImplementedError
 
+    def perturb_start(self, start: Dict[str, Any], rng: np.random.Generator, scale: float) -> Dict[str, Any]:
+        """``start`` (a ``start_state``) with the objects the robot does not move displaced at random by
+        ``scale`` times the task's own start ranges, each move kept only where the start stays valid.
+
+        A reverse curriculum's random walks move only what the robot moves; this is their other half,
+        for tasks whose starts displace other objects (packed boxes pushed into a slot). The default
+        has nothing to move: the peg task's only other body is the hole, its goal."""
+        return start
+
     def save_state(self) -> Dict[str, Any]:
         """What ``restore_state`` needs beyond the simulator's own snapshot."""
         raise NotImplementedError
