@@ -117,6 +117,7 @@ def test_each_env_gets_a_queue_of_distinct_starts_per_rollout():
         ([*PEG, "curriculum.initial_difficulty=2"], "initial_difficulty"),
         ([*PEG, "curriculum.window=0"], "window must be >= 1"),
         ([*PEG, "curriculum.starts_per_rollout=0"], "starts_per_rollout must be >= 1"),
+        (["curriculum=reverse", "curriculum.object_walk_scale=-1"], "object_walk_scale must be a finite number >= 0"),
         (["curriculum=adaptive", "env=gym", "env.id=Pendulum-v1", "model=mlp"], "env=gym does not define"),
     ],
 )
@@ -206,6 +207,31 @@ def test_parents_are_good_starts_then_mastered_ones_and_stats_count_episodes():
         assert curriculum.good_starts() == [1]
     finally:
         curriculum.walker.close()
+
+
+def test_while_no_start_is_good_walks_leave_from_the_deepest_mastered_starts():
+    curriculum = make_reverse(min_visits=2, r_min=0.1, r_max=0.9)
+    try:
+        goal = curriculum.goal
+        curriculum.starts = {
+            0: {"options": goal, "depth": 1, "visits": 4, "successes": 4},  # mastered, shallow
+            1: {"options": goal, "depth": 3, "visits": 4, "successes": 4},  # mastered, deepest
+            2: {"options": goal, "depth": 5, "visits": 1, "successes": 1},  # deeper, not yet measured
+        }
+        assert curriculum._deepest_mastered_starts() == [1]
+        start_id, _ = curriculum._grow()
+        assert curriculum.starts[start_id]["depth"] == 4  # one walk beyond its parent
+        assert curriculum.curriculum_metrics()["curriculum/max_depth"] == 5.0
+    finally:
+        curriculum.walker.close()
+
+
+def test_the_peg_task_has_no_unactuated_objects_to_perturb():
+    env = gym.make(envs.PEG_INSERTION_ID, robot="floating")
+    env.reset(seed=0)
+    start = env.unwrapped.get_start_state()
+    assert env.unwrapped.perturb_start_state(start, np.random.default_rng(0), 1.0) == start
+    env.close()
 
 
 def test_training_with_the_reverse_curriculum_resumes_its_start_buffer(tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ import envs
 from agents import checkpoint as ckpt
 from agents.trainer import train
 from envs.config import make_packed_objects_config
-from envs.packed_objects import WITHDRAW_SHARE, goal_layout, start_at_difficulty
+from envs.packed_objects import START_TOLERANCE, WITHDRAW_SHARE, goal_layout, start_at_difficulty
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -78,6 +78,57 @@ def test_a_settled_goal_state_is_a_valid_start_again():
     state = env.unwrapped.get_start_state()
     env.reset(seed=0, options=state)
     env.close()
+
+
+def slot_intrusion(config, options):
+    """Largest distance a neighbour of the slot has moved toward it (its occlusion of the slot)."""
+    layout = goal_layout(config)
+    poses = np.asarray(options["object_poses"])[:, :2]
+    toward = layout.slot_xy - layout.goal_xy[1:]
+    toward /= np.linalg.norm(toward, axis=1, keepdims=True)
+    return max(float(np.dot(poses[i] - layout.goal_xy[1 + i], toward[i])) for i in layout.neighbours)
+
+
+def test_perturbing_a_start_moves_the_boxes_only_into_free_space():
+    env = make_env()
+    config, rng = env.unwrapped.config, np.random.default_rng(0)
+    lifted = start_at_difficulty(config, WITHDRAW_SHARE, rng)  # held box above its slot, boxes in place
+    env.reset(seed=0, options=lifted)
+    start, intrusions = lifted, []
+    for _ in range(40):  # a walk of perturbations, each one a valid start
+        start = env.unwrapped.perturb_start_state(start, rng, 0.1)
+        env.reset(seed=0, options=start)
+        intrusions.append(slot_intrusion(config, start))
+    assert start["held_pose"] == lifted["held_pose"]  # the robot's object is the robot's to move
+    assert occluder_displacement(config, start) > 0.005 and max(intrusions) > 0.005  # boxes drift into the slot
+    seated = start_at_difficulty(config, 0.0, rng)
+    env.reset(seed=0, options=seated)
+    for _ in range(20):  # with the held box seated, a neighbour can close its gap but not enter the slot
+        seated = env.unwrapped.perturb_start_state(seated, rng, 0.1)
+    assert slot_intrusion(config, seated) < config.gap + START_TOLERANCE
+    assert env.unwrapped.perturb_start_state(lifted, rng, 0.0) == lifted
+    with pytest.raises(ValueError, match="perturbation scale must be a finite number >= 0, got -0.1"):
+        env.unwrapped.perturb_start_state(lifted, rng, -0.1)
+    env.close()
+
+
+def test_reverse_walks_on_packed_objects_move_the_boxes_when_asked():
+    """The robot's part of the walk made negligible: whatever moves the boxes is the object walk."""
+    from curriculum.reverse import ReverseCurriculum
+
+    displacement = {}
+    for scale in (0.0, 0.3):
+        overrides = ["curriculum=reverse", f"curriculum.object_walk_scale={scale}", "curriculum.walk_action_scale=1e-6"]
+        cfg = compose_train([*PACKED, *overrides])
+        curriculum = ReverseCurriculum(cfg.curriculum, cfg)
+        try:
+            config, start = curriculum.walker.unwrapped.config, curriculum.goal
+            for _ in range(10):
+                start = curriculum._walk(start) or start
+            displacement[scale] = occluder_displacement(config, start)
+        finally:
+            curriculum.walker.close()
+    assert displacement[0.3] > 0.005 and displacement[0.0] < 0.001
 
 
 PACKED = [
