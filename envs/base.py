@@ -214,6 +214,9 @@ class InsertionEnv(gym.Env):
     def restore_state(self, state: Dict[str, Any]) -> None:
         if state["scene"] != self._scene:
             raise ValueError("the saved state was taken with another scene geometry; it cannot be restored")
+        problem = self.task.restore_problem(state["task"])
+        if problem is not None:
+            raise ValueError(problem)
         self.sim.restore_state(state["bullet_state"])
         self._measured_pose = self.robot.held_pose()
         self.task.restore_state(state["task"])

@@ -356,6 +356,9 @@ class PackedObjectsConfig(TaskConfig):
     box_height: float = 0.04  # packed boxes
     held_box_height: float = 0.06  # taller, so the robot can push the packed boxes with it
     box_mass: float = 0.1  # kg, each packed box
+    # The packed boxes as maximal-coordinate rigid bodies built anew at every reset (~25-30% less physics
+    # per step than one-link multibodies, False); a save_state snapshot then restores only within its episode.
+    rigid_boxes: bool = True
     gap: float = 0.004  # between neighbouring goal slots, and from the outer slots to the walls (minimum)
     tray_size: Optional[List[float]] = None  # inner [x, y] size; None: the grid plus tray_margin on each side
     tray_margin: float = 0.01  # space between the outer slots and the walls when tray_size is None
@@ -436,6 +439,7 @@ def validate_packed_objects(config: PackedObjectsConfig) -> PackedObjectsConfig:
     for name in ("box_half_size", "box_height", "held_box_height", "box_mass", "gap"):
         _positive(name, getattr(config, name))
     _non_negative("tray_margin", config.tray_margin)
+    _bool("rigid_boxes", config.rigid_boxes)
     _positive("tray_wall_height", config.tray_wall_height)
     _positive("tray_wall_thickness", config.tray_wall_thickness)
     if config.tray_size is not None:

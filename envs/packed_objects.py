@@ -44,7 +44,7 @@ from envs.config import (
 from envs.geometry import box_penetration, euler_to_matrix, quat_to_matrix
 from envs.rewards import KeypointReward
 from envs.robots import HeldObjectSpec
-from envs.scene import FLOOR_THICKNESS, add_dynamic_box, add_tray, tray_boxes
+from envs.scene import FLOOR_THICKNESS, add_dynamic_box, add_tray, box_shapes, tray_boxes
 from envs.sim import Camera, Simulator
 from envs.task import HeldState, Pose, SceneSpec, Task
 
@@ -206,9 +206,20 @@ class PackedObjectsTask(Task):
         self._sim = sim
         self._tray_id = add_tray(sim, *self._inner_half, cfg.tray_wall_height, cfg.tray_wall_thickness)
         extents = [cfg.box_half_size, cfg.box_half_size, cfg.box_height / 2]
+        self._box_shapes = box_shapes(sim, extents, BOX_COLOR)
+        self._build_boxes()
+
+    def _build_boxes(self) -> None:
+        """The packed boxes, built anew (same body ids) when ``rigid_boxes``: a fresh rigid body carries no
+        contact history from the episode before, so a seeded episode does not depend on earlier ones."""
+        cfg, sim = self.config, self._sim
+        for i in reversed(range(len(getattr(self, "_box_ids", [])))):  # freed ids come back last-in first-out
+            sim.remove_body(f"box{i}")
         self._box_ids = [
-            add_dynamic_box(sim, f"box{i}", extents, cfg.box_mass, BOX_COLOR) for i in range(cfg.num_objects)
+            add_dynamic_box(sim, f"box{i}", self._box_shapes, cfg.box_mass, cfg.rigid_boxes)
+            for i in range(cfg.num_objects)
         ]
+        self._boxes_built = getattr(self, "_boxes_built", 0) + 1
 
     # ================================================================== reset
     def check_options(self, options: Optional[Dict[str, Any]]) -> Dict[str, Any]:
@@ -240,6 +251,8 @@ class PackedObjectsTask(Task):
 
     def reset_objects(self, sim: Simulator, held, rng: np.random.Generator, options: Dict[str, Any]) -> Pose:
         cfg, rand = self.config, self.config.randomization
+        if cfg.rigid_boxes:
+            self._build_boxes()
         friction = rng.uniform(*rand.friction_range) if rand.friction_range[1] > 0 else DEFAULT_FRICTION
         for body, link in [(self._tray_id, -1), *((box, -1) for box in self._box_ids), held]:
             sim.client.changeDynamics(body, link, lateralFriction=friction)
@@ -487,7 +500,15 @@ class PackedObjectsTask(Task):
         return {**start, "object_poses": poses.tolist()}
 
     def save_state(self) -> Dict[str, Any]:
-        return {"tray_pose": self._tray_pose.copy()}
+        return {"tray_pose": self._tray_pose.copy(), "boxes_built": self._boxes_built}
+
+    def restore_problem(self, state: Dict[str, Any]) -> Optional[str]:
+        if state["boxes_built"] != self._boxes_built:
+            return (
+                "the saved state was taken in an earlier episode; with rigid_boxes=True every reset builds "
+                "the boxes anew, so a snapshot restores only within its episode (rigid_boxes=False lifts this)"
+            )
+        return None
 
     def restore_state(self, state: Dict[str, Any]) -> None:
         self._place_tray(state["tray_pose"])

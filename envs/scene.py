@@ -6,7 +6,7 @@ simulator's contact properties; the task places it afterwards. Dimensions are me
 
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
 import pybullet
 
@@ -111,21 +111,29 @@ def add_tray(sim: Simulator, half_x: float, half_y: float, wall_height: float, w
     return add_static_boxes(sim, "tray", half_extents, positions, colors, base, maximal_coordinates=True)
 
 
-def add_dynamic_box(sim: Simulator, name: str, half_extents: Sequence[float], mass: float, color) -> int:
-    """A free box of ``mass`` kg (placed later by the task).
-
-    A one-link multibody, not a maximal-coordinates rigid body, although that would cost ~35% less
-    physics: rigid bodies' contacts make a seeded episode depend on the episodes before it (~1e-16
-    after one step, which Gymnasium's determinism check catches).
-    """
+def box_shapes(sim: Simulator, half_extents: Sequence[float], color) -> Tuple[int, int]:
+    """(collision, visual) shape of a box, for ``add_dynamic_box``: made once, shared by every box built."""
     client = sim.client
     collision = client.createCollisionShape(pybullet.GEOM_BOX, halfExtents=list(half_extents))
     visual = client.createVisualShape(pybullet.GEOM_BOX, halfExtents=list(half_extents), rgbaColor=list(color))
-    body = client.createMultiBody(
+    return collision, visual
+
+
+def add_dynamic_box(sim: Simulator, name: str, shapes: Tuple[int, int], mass: float, rigid: bool) -> int:
+    """A free box of ``mass`` kg with ``box_shapes`` (placed later by the task).
+
+    ``rigid``: a maximal-coordinates rigid body, ~25-30% less physics per packed-objects step than a
+    one-link multibody (``False``), but one whose contacts make a seeded episode depend on the
+    episodes before it (~1e-16 after one step, which Gymnasium's determinism check catches) unless
+    it is built anew for every episode (``envs.packed_objects``'s ``rigid_boxes`` does).
+    """
+    collision, visual = shapes
+    body = sim.client.createMultiBody(
         baseMass=mass,
         baseCollisionShapeIndex=collision,
         baseVisualShapeIndex=visual,
         basePosition=[0.5, 0.0, 0.1],
+        useMaximalCoordinates=rigid,
     )
     sim.add_body(name, body)
     sim.set_contact_properties(body)

@@ -95,6 +95,10 @@ class Simulator:
         self._bodies[name] = body_id
         return body_id
 
+    def remove_body(self, name: str) -> None:
+        self.client.removeBody(self.body(name))
+        del self._bodies[name]
+
     def body(self, name: str) -> int:
         try:
             return self._bodies[name]

@@ -97,6 +97,10 @@ class Task:
         """What ``restore_state`` needs beyond the simulator's own snapshot."""
         raise NotImplementedError
 
+    def restore_problem(self, state: Dict[str, Any]) -> Optional[str]:
+        """Why a ``save_state`` snapshot cannot be restored now (checked before the engine restores), or None."""
+        return None
+
     def restore_state(self, state: Dict[str, Any]) -> None:
         raise NotImplementedError
 

@@ -11,6 +11,9 @@ If panda-gym is installed it also measures ``PandaPush-v3`` as the reference.
 The last line is a JSON summary.
 
     python scripts/benchmark_env.py [--steps 5000] [--no-panda-gym] [--robots floating] [--tasks peg packed]
+
+``packed_multibody`` is the packed task with ``rigid_boxes=False`` (the boxes as one-link multibodies,
+the physics before 2026-12-03 and the one the packed-objects experiments pin).
 """
 
 from __future__ import annotations
@@ -23,7 +26,16 @@ import gymnasium as gym
 
 import envs
 
-TASKS = {"peg": envs.PEG_INSERTION_ID, "packed": envs.PACKED_OBJECTS_ID}  # packed: default num_objects=4
+TASKS = {  # name -> (env id, kwargs); packed: the default num_objects=4
+    "peg": (envs.PEG_INSERTION_ID, {}),
+    "packed": (envs.PACKED_OBJECTS_ID, {}),
+    "packed_multibody": (envs.PACKED_OBJECTS_ID, {"rigid_boxes": False}),
+}
+
+
+def make_task_env(task: str, **kwargs):
+    env_id, task_kwargs = TASKS[task]
+    return gym.make(env_id, **task_kwargs, **kwargs)
 
 
 def timed_physics(env) -> list:
@@ -42,7 +54,7 @@ def timed_physics(env) -> list:
 
 
 def measure_env(task: str, robot: str, obs_mode: str, steps: int, seed: int = 0) -> dict:
-    env = gym.make(TASKS[task], robot=robot, obs_mode=obs_mode)
+    env = make_task_env(task, robot=robot, obs_mode=obs_mode)
     env.reset(seed=seed)
     env.action_space.seed(seed)
     actions = [env.action_space.sample() for _ in range(steps)]
@@ -68,7 +80,7 @@ def measure_env(task: str, robot: str, obs_mode: str, steps: int, seed: int = 0)
 
 def measure_raw_physics(task: str, robot: str, steps: int) -> dict:
     """stepSimulation alone on the same scene (object held at its start pose, arm still)."""
-    env = gym.make(TASKS[task], robot=robot, obs_mode="flat")
+    env = make_task_env(task, robot=robot, obs_mode="flat")
     env.reset(seed=0)
     sim = env.unwrapped.sim
     count = steps * sim.substeps
@@ -143,12 +155,13 @@ def main() -> None:
             for (task, robot), p in raw.items()
         }
     )
-    if {"peg", "packed"} <= set(args.tasks):
-        for robot, mode in combos:
-            peg, packed = (f"{prefix[task]}{robot}_{mode}_steps_per_s" for task in ("peg", "packed"))
-            ratio = summary[peg] / summary[packed]  # step cost of packed / step cost of peg
-            print(f"packed-objects step cost / peg step cost ({robot}, {mode}): {ratio:.2f}x")
-            summary[f"packed_vs_peg_step_cost_{robot}_{mode}"] = round(ratio, 2)
+    for packed in ("packed", "packed_multibody"):
+        if {"peg", packed} <= set(args.tasks):
+            for robot, mode in combos:
+                peg_key, packed_key = (f"{prefix[task]}{robot}_{mode}_steps_per_s" for task in ("peg", packed))
+                ratio = summary[peg_key] / summary[packed_key]  # step cost of packed / step cost of peg
+                print(f"{packed} step cost / peg step cost ({robot}, {mode}): {ratio:.2f}x")
+                summary[f"{packed}_vs_peg_step_cost_{robot}_{mode}"] = round(ratio, 2)
     if reference is not None:
         print(f"panda-gym PandaPush-v3 (20 substeps): {reference:.0f} steps/s")
         summary["panda_gym_push_steps_per_s"] = round(reference, 1)

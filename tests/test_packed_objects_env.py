@@ -95,8 +95,9 @@ def test_same_seed_and_actions_give_identical_rollouts(obs_mode):
         assert reward_a == reward_b
 
 
-def test_save_step_restore_step_reproduces():
-    env = make(obs_mode="flat").unwrapped
+@pytest.mark.parametrize("rigid_boxes", [True, False])
+def test_save_step_restore_step_reproduces(rigid_boxes):
+    env = make(obs_mode="flat", rigid_boxes=rigid_boxes).unwrapped
     env.reset(seed=5)
     rng = np.random.default_rng(1)
     for action in rng.uniform(-1, 1, (5, 6)):
@@ -104,13 +105,33 @@ def test_save_step_restore_step_reproduces():
     actions = rng.uniform(-1, 1, (10, 6))
     state = env.save_state()
     first = [env.step(action)[:2] for action in actions]
-    env.reset(seed=6)  # a different tray pose and arrangement in between
+    if not rigid_boxes:
+        env.reset(seed=6)  # a different tray pose and arrangement in between
     env.restore_state(state)
     second = [env.step(action)[:2] for action in actions]
     for (obs_a, reward_a), (obs_b, reward_b) in zip(first, second):
         np.testing.assert_allclose(obs_a, obs_b, atol=1e-6)
         assert reward_a == pytest.approx(reward_b, abs=1e-6)
+    if rigid_boxes:  # the boxes are built anew at every reset: an earlier episode's snapshot is refused
+        env.reset(seed=6)
+        with pytest.raises(ValueError, match="taken in an earlier episode; with rigid_boxes=True"):
+            env.restore_state(state)
     env.discard_state(state)
+    env.close()
+
+
+def test_rigid_boxes_keep_a_seeded_episode_independent_of_the_episodes_before_it():
+    """Rigid bodies' contacts carry history between episodes unless the boxes are built anew at reset."""
+    env = make(rigid_boxes=True, robot="floating", terminate_on_success=False)
+    actions = np.random.default_rng(0).uniform(-1, 1, (40, 6)).astype(np.float32)
+
+    def rewards(seed):
+        env.reset(seed=seed)
+        return [env.step(action)[1] for action in actions]
+
+    first = rewards(0)
+    rewards(1)
+    assert rewards(0) == first
     env.close()
 
 
