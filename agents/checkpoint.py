@@ -35,7 +35,8 @@ import torch
 
 from agents.graph_batch import GRAPH_KEYS
 
-FORMAT_VERSION = 3  # 2: PPO's single Adam, reward-scaling statistics; 3: the dense graph network
+# 2: PPO's single Adam, reward-scaling statistics; 3: the dense graph network; 4: its multiplied-out attention
+FORMAT_VERSION = 4
 LATEST = "latest.pt"
 BEST = "best.pt"
 REQUIRED_KEYS = (

@@ -5,8 +5,9 @@ node MLP (and optionally an edge MLP) -> K rounds of graph attention with residu
 The actor reads node 0 (the controlled object), optionally concatenated with a mean+max
 pooled graph embedding, and outputs a diagonal Gaussian; the critic reads the pooled embedding.
 
-The attention round is torch-geometric's ``TransformerConv`` (Shi et al. 2021): the encoded
-edge feature (relative geometry) is added to both the attention key and the message value,
+The attention round computes torch-geometric's ``TransformerConv`` (Shi et al. 2021), with its
+projections multiplied out (``GraphAttention``): the encoded edge feature (relative geometry)
+enters both the attention score and the message,
 so node 0 receives "where is the hole relative to me" and learns which neighbours matter.
 Attention is a softmax over whatever neighbours exist, so a model built on 2-node scenes
 runs unchanged on 10-node scenes.
@@ -17,7 +18,7 @@ dozens of small ops per layer cost far more than the arithmetic (3.6 ms per ``ac
 graph, 210 ms for 512 graphs of 8 nodes). Here the node axis stays padded, ``(B, N, hidden)``,
 the edges are an ``(B, N, N, edge_hidden)`` grid (``agents/dense_graph.py``) and a round is
 a few batched matmuls. ``tests/test_gnn.py`` checks a round against ``TransformerConv`` with
-the same weights; ``scripts/benchmark_gnn.py`` measures its cost against the MLP.
+mapped weights; ``scripts/benchmark_gnn.py`` measures its cost against the MLP.
 """
 
 from __future__ import annotations
@@ -48,43 +49,77 @@ def softmax(scores: torch.Tensor) -> torch.Tensor:
     return exp / exp.sum(dim=-1, keepdim=True)
 
 
+# Node counts up to which pairwise products are broadcast instead of batched matmuls: MKL's batched
+# matmul of 2 x 2 outputs takes a slow path (forward + backward at 256 graphs of 2 nodes: 0.36 vs
+# 0.16 ms for the scores, 0.32 vs 0.16 ms for the aggregation); from 3 nodes on it is the faster.
+BROADCAST_MAX_NODES = 2
+
+
+def pair_scores(s: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """(B, N, N) with entry [b, i, j] = s[b, i] . h[b, j]."""
+    if h.shape[1] <= BROADCAST_MAX_NODES:
+        return (s.unsqueeze(2) * h.unsqueeze(1)).sum(-1)
+    return torch.bmm(s, h.transpose(-1, -2))
+
+
+def aggregate(attention: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """(B, N, hidden) with row i = sum_j attention[b, i, j] h[b, j]."""
+    if h.shape[1] <= BROADCAST_MAX_NODES:
+        return (attention.unsqueeze(-1) * h.unsqueeze(1)).sum(2)
+    return torch.bmm(attention, h)
+
+
 class GraphAttention(nn.Module):
-    """One single-head ``TransformerConv`` round (``root_weight=True``) on dense graphs.
+    """One single-head attention round on dense graphs: ``TransformerConv`` (Shi et al. 2021,
+    ``root_weight=True``) with its projections multiplied out, so it needs fewer matmuls.
 
-    For target node i, its sources j (edges j -> i) and e_ij the edge embedding:
+    TransformerConv, for target node i, its sources j (edges j -> i) and the edge embedding e_ij:
 
-        k_ij = W_k h_j + W_e e_ij,   v_ij = W_v h_j + W_e e_ij
-        a_ij = softmax_j(q_i . k_ij / sqrt(d)),   out_i = sum_j a_ij v_ij + W_r h_i
+        q_i = W_q h_i + b_q,   k_ij = W_k h_j + b_k + W_e e_ij,   v_ij = W_v h_j + b_v + W_e e_ij
+        a_ij = softmax_j(q_i . k_ij / sqrt(d)),   out_i = sum_j a_ij v_ij + W_r h_i + b_r
 
-    The per-edge vectors W_e e_ij (B x N x N x hidden) are never formed: by linearity
-    q_i . W_e e_ij = (W_e^T q_i) . e_ij and sum_j a_ij W_e e_ij = W_e (sum_j a_ij e_ij), so the
-    edge terms cost N^2 * edge_dim instead of N^2 * edge_dim * hidden.
+    The score is bilinear in h_i and h_j, and the terms that do not depend on j
+    (q_i . b_k) cancel in the softmax, so with s_i = S h_i + c (S = W_k^T W_q / sqrt(d)) and
+    t_i = T h_i + d (T = W_e^T W_q / sqrt(d)) the score is s_i . h_j + t_i . e_ij: one (hidden, hidden)
+    projection instead of two, and the key vectors are never formed. The message sum is linear too:
+    sum_j a_ij v_ij = W_v (sum_j a_ij h_j) + W_e' (sum_j a_ij e_ij) + b_v, so the value projection is
+    applied once per target to the aggregated neighbour embedding. Together: three (hidden, hidden)
+    matmuls per round instead of four, and every edge term costs N^2 * edge_dim, never
+    N^2 * edge_dim * hidden. Every TransformerConv is one of these (``tests/test_gnn.py`` maps the
+    weights and compares); this form also lets the edge's key and value weights differ. One
+    difference: b_v sits in the root bias here, so a node without sources receives W_r h_i + b_r + b_v
+    where TransformerConv gives W_r h_i + b_r (it still receives nothing from other nodes).
 
     One head: on CPU a batched matmul costs a few microseconds per matrix whatever its size,
-    and heads multiply the matrices (and force strided copies in the backward pass); four
-    heads made a round 1.7-2.5x slower at 256 graphs of 10 nodes (fwd + bwd, 2026-12-01).
+    and heads multiply the matrices; four heads made a round 1.7-2.5x slower (2026-12-01).
     """
 
     def __init__(self, hidden_dim: int, edge_dim: int):
         super().__init__()
-        self.scale = 1.0 / math.sqrt(hidden_dim)
-        # Four projections rather than one fused (hidden, 4 hidden) matmul: slices of a fused
-        # output are strided, and a strided batched matmul falls back to a per-matrix loop.
-        self.query, self.key = nn.Linear(hidden_dim, hidden_dim), nn.Linear(hidden_dim, hidden_dim)
-        self.value, self.root = nn.Linear(hidden_dim, hidden_dim), nn.Linear(hidden_dim, hidden_dim)
-        self.edge = nn.Linear(edge_dim, hidden_dim, bias=False)  # W_e
+        self.score = nn.Linear(hidden_dim, hidden_dim)  # s_i = S h_i + c
+        self.edge_score = nn.Linear(hidden_dim, edge_dim)  # t_i = T h_i + d
+        self.root = nn.Linear(hidden_dim, hidden_dim)  # W_r h_i + b_r + b_v
+        self.value = nn.Linear(hidden_dim, hidden_dim, bias=False)  # W_v
+        self.edge_value = nn.Linear(edge_dim, hidden_dim, bias=False)  # W_e'
+        # Scale of the bilinear score at initialisation: 1/sqrt(d), as q . k / sqrt(d) with q, k of
+        # unit-variance entries, so the first softmax is not saturated.
+        with torch.no_grad():
+            self.score.weight.mul_(1.0 / math.sqrt(hidden_dim))
 
     def forward(
         self, h: torch.Tensor, edges: torch.Tensor, score_mask: torch.Tensor, adjacency: torch.Tensor
     ) -> torch.Tensor:
         """h (B, N, hidden); edges (B, N, N, E); score_mask (B, N, N) 0 on edges and NO_EDGE_SCORE
         elsewhere; adjacency the same as 1/0 floats."""
-        q = self.query(h) * self.scale
-        edge_scores = ((q @ self.edge.weight).unsqueeze(2) * edges).sum(-1)  # (W_e^T q_i) . e_ij
-        scores = torch.baddbmm(edge_scores + score_mask, q, self.key(h).transpose(-1, -2))
+        b, n, _ = h.shape
+        edge_dim = edges.shape[-1]
+        rows = edges.reshape(b * n, n, edge_dim)  # one (sources, E) matrix per target: batched matvecs
+        t = self.edge_score(h)
+        edge_scores = torch.bmm(rows, t.reshape(b * n, edge_dim, 1)).view(b, n, n)  # t_i . e_ij
+        scores = pair_scores(self.score(h), h) + edge_scores + score_mask
         attention = softmax(scores) * adjacency  # a target without sources receives nothing
-        edge_sum = (attention.unsqueeze(-1) * edges).sum(2)  # sum_j a_ij e_ij, (B, N, E)
-        return torch.baddbmm(self.root(h) + edge_sum @ self.edge.weight.T, attention, self.value(h))
+        edge_sum = torch.bmm(attention.reshape(b * n, 1, n), rows).view(b, n, edge_dim)  # sum_j a_ij e_ij
+        return self.root(h) + self.value(aggregate(attention, h)) + self.edge_value(edge_sum)
 
 
 class GraphEncoder(nn.Module):

@@ -212,21 +212,19 @@ class _NumpyGraphEncoders:
 
     @staticmethod
     def _layer(layers: List[nn.Module], norms: List[nn.Module]) -> Dict[str, Any]:
-        """One attention round: query (with the 1/sqrt(d) scale folded in), key, value and root as one
-        (hidden, 4 hidden) matmul, the edge weight W_e and its transpose, the LayerNorm."""
+        """One attention round: the per-target projections (score, edge score, root) as one
+        (hidden, 2 hidden + edge_dim) matmul, the value and edge-value weights, the LayerNorm."""
 
         def project(layer):
-            parts = [_numpy_linear(p) for p in (layer.query, layer.key, layer.value, layer.root)]
-            parts[0] = (parts[0][0] * layer.scale, parts[0][1] * layer.scale)
+            parts = [_numpy_linear(p) for p in (layer.score, layer.edge_score, layer.root)]
             return np.concatenate([w for w, _ in parts], axis=1), np.concatenate([b for _, b in parts])
 
         projections = [project(layer) for layer in layers]
-        edge = [_tensor(layer.edge.weight) for layer in layers]  # (hidden, edge_dim) each
         return {
             "project": (_stacked([w for w, _ in projections], 1), _stacked([b[None] for _, b in projections], 1)),
-            "width": edge[0].shape[0],
-            "edge": _stacked(edge, 1),
-            "edge_t": _stacked([w.T for w in edge], 1),
+            "widths": (layers[0].score.out_features, layers[0].edge_score.out_features),
+            "value": _stacked([_numpy_linear(layer.value)[0] for layer in layers], 1),
+            "edge_value": _stacked([_numpy_linear(layer.edge_value)[0] for layer in layers], 1),
             "norm": (
                 _stacked([_tensor(n.weight)[None] for n in norms], 1),
                 _stacked([_tensor(n.bias)[None] for n in norms], 1),
@@ -242,14 +240,14 @@ class _NumpyGraphEncoders:
         if self.edge_encoder is not None:
             edges = _run(self.edge_encoder, edges)  # (E, B, N, N, edge_hidden)
         for p in self.layers:
-            width = p["width"]
+            hidden, edge_dim = p["widths"]
             projected = _affine(h, p["project"])
-            q, k, v, root = (projected[..., i * width : (i + 1) * width] for i in range(4))
-            scores = ((q @ p["edge"])[..., None, :] * edges).sum(-1) + score_mask
-            scores += q @ np.swapaxes(k, -1, -2)
+            s, t, root = np.split(projected, [hidden, hidden + edge_dim], axis=-1)
+            scores = (t[..., None, :] * edges).sum(-1) + score_mask  # t_i . e_ij
+            scores += s @ np.swapaxes(h, -1, -2)  # s_i . h_j
             attention = _numpy_softmax(scores) * adjacency
             edge_sum = (attention[..., None] * edges).sum(-2)  # sum over sources j
-            out = root + edge_sum @ p["edge_t"] + attention @ v
+            out = root + (attention @ h) @ p["value"] + edge_sum @ p["edge_value"]
             h = h + self.activation(out)
             weight, bias, inverse_width, eps = p["norm"]  # LayerNorm; sum * (1/width): ndarray.mean is slower
             centred = h - h.sum(-1, keepdims=True) * inverse_width

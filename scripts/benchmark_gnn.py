@@ -5,6 +5,8 @@ its numpy rollout snapshot (what the rollout collector calls, ``rollout_policy()
 forward + backward of one PPO-style minibatch (log-prob and value losses), for the graph
 actor-critic on fully connected N-node graphs and for the MLP actor-critic on the flat
 observation of the same scene (the N node feature rows concatenated, as ``obs_mode=flat``).
+"ppo" is one whole PPO minibatch step as the trainer runs it (agents/ppo.py's defaults: actor and
+critic forward + backward in two threads, so on two cores; gradient clipping and the Adam step).
 "dense floor" is forward + backward of the graph model's ``nn.Linear`` layers alone, each once on
 as many rows as it sees in the real forward (B * N node rows in the encoders, B * N * N edge rows in
 an edge MLP, B rows in the heads): the arithmetic no formulation of this network avoids, so
@@ -13,6 +15,7 @@ Both use the default model configs (configs/model/gnn.yaml, mlp.yaml). CPU, one 
 each figure is the median over repeated calls. Prints a table, then one JSON line.
 
     .venv/bin/python scripts/benchmark_gnn.py [--min-time 0.2] [--json docs/benchmarks/gnn.json]
+        [--gnn hidden_dim=32 num_layers=1]   # graph model fields other than configs/model/gnn.yaml's
 """
 
 from __future__ import annotations
@@ -26,10 +29,13 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
+import yaml
 from omegaconf import OmegaConf
 
+from agents.buffer import RolloutBatch
 from agents.gnn import GraphActorCritic
 from agents.mlp import MLPActorCritic
+from agents.ppo import PPO, PPOConfig
 from agents.threads import set_cpu_threads
 from envs.graph_obs import EDGE_DIM, fully_connected_edges, node_dim
 
@@ -39,10 +45,16 @@ NODE_COUNTS = (2, 6, 10, 20)
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "model"
 
 
-def model_kwargs(name: str) -> dict:
-    """The model group's defaults, as scripts/train.py would pass them."""
+def model_kwargs(name: str, overrides: tuple = ()) -> dict:
+    """The model group's defaults as scripts/train.py would pass them, with ``key=value`` overrides."""
     cfg = OmegaConf.to_container(OmegaConf.load(CONFIGS / f"{name}.yaml"))
-    return {k: v for k, v in cfg.items() if k != "defaults"}
+    kwargs = {k: v for k, v in cfg.items() if k != "defaults"}
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if not sep or key not in kwargs:
+            raise ValueError(f"--{name} {override!r}: expected key=value with key one of {sorted(kwargs)}")
+        kwargs[key] = yaml.safe_load(value)
+    return kwargs
 
 
 def scene(batch_size: int, num_nodes: int, seed: int = 0) -> tuple:
@@ -102,6 +114,20 @@ def minibatch_step(model: torch.nn.Module, obs) -> callable:
     return step
 
 
+def ppo_step(model: torch.nn.Module, obs) -> callable:
+    """One PPO minibatch step as the trainer runs it (agents/ppo.py, default config): the actor's and
+    the critic's forward + backward in two threads (``parallel_critic``), gradient clipping, Adam."""
+    batch_size = obs["nodes"].shape[0] if isinstance(obs, dict) else obs.shape[0]
+    ppo = PPO(model, PPOConfig(minibatch_size=batch_size))
+    with torch.no_grad():
+        dist, values = model.distribution_and_value(obs)
+        actions = dist.sample()
+        log_probs = dist.log_prob(actions)
+    advantages, returns = torch.randn(batch_size), values + torch.randn(batch_size)
+    mb = RolloutBatch(torch.arange(batch_size), obs, actions, log_probs, values, advantages, returns)
+    return lambda: ppo._minibatch_step(mb, log_probs, stop_kl=None)
+
+
 def dense_floor_step(model: GraphActorCritic, batch_size: int, num_nodes: int) -> tuple:
     """(forward + backward of every ``nn.Linear`` of ``model`` once at its row count, its GFLOP)."""
     layers = []
@@ -126,10 +152,10 @@ def dense_floor_step(model: GraphActorCritic, batch_size: int, num_nodes: int) -
     return step, gflop
 
 
-def run_case(batch_size: int, num_nodes: int, min_time: float) -> dict:
+def run_case(batch_size: int, num_nodes: int, min_time: float, gnn_kwargs: dict) -> dict:
     graph_space, flat_space, action_space = spaces(num_nodes)
     torch.manual_seed(0)
-    gnn = GraphActorCritic(graph_space, action_space, **model_kwargs("gnn"))
+    gnn = GraphActorCritic(graph_space, action_space, **gnn_kwargs)
     mlp = MLPActorCritic(flat_space, action_space, **model_kwargs("mlp"))
     graph, flat = scene(batch_size, num_nodes)
     for model, obs in ((gnn, graph), (mlp, flat)):
@@ -146,6 +172,8 @@ def run_case(batch_size: int, num_nodes: int, min_time: float) -> dict:
         "mlp_rollout_act_ms": median_ms(lambda: mlp_rollout.act(flat_np), min_time),
         "gnn_fwd_bwd_ms": median_ms(minibatch_step(gnn, graph), min_time),
         "mlp_fwd_bwd_ms": median_ms(minibatch_step(mlp, flat), min_time),
+        "gnn_ppo_step_ms": median_ms(ppo_step(gnn, graph), min_time),
+        "mlp_ppo_step_ms": median_ms(ppo_step(mlp, flat), min_time),
         "gnn_dense_floor_ms": median_ms(floor_step, min_time),
         "gnn_dense_floor_gflop": floor_gflop,
     }
@@ -157,28 +185,31 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(BATCH_SIZES))
     parser.add_argument("--nodes", type=int, nargs="+", default=list(NODE_COUNTS))
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument("--gnn", nargs="+", default=[], metavar="KEY=VALUE", help="graph model overrides")
     args = parser.parse_args()
+    gnn_kwargs = model_kwargs("gnn", args.gnn)
     set_cpu_threads(1)  # torch and numpy's BLAS
     print(
         f"{'N':>3} {'B':>5} | {'gnn act':>8} {'mlp act':>8} | {'gnn roll':>8} {'mlp roll':>8} | "
-        f"{'gnn f+b':>8} {'mlp f+b':>8} {'ratio':>6} | {'floor':>7} {'GFLOP':>6}  (ms)"
+        f"{'gnn f+b':>8} {'mlp f+b':>8} {'ratio':>6} | {'gnn ppo':>8} {'mlp ppo':>8} | {'floor':>7} {'GFLOP':>6}  (ms)"
     )
     rows = []
     for n in args.nodes:
         for b in args.batch_sizes:
-            r = run_case(b, n, args.min_time)
+            r = run_case(b, n, args.min_time, gnn_kwargs)
             rows.append(r)
             print(
                 f"{n:>3} {b:>5} | {r['gnn_act_ms']:>8.3f} {r['mlp_act_ms']:>8.3f} | "
                 f"{r['gnn_rollout_act_ms']:>8.3f} {r['mlp_rollout_act_ms']:>8.3f} | {r['gnn_fwd_bwd_ms']:>8.2f} "
                 f"{r['mlp_fwd_bwd_ms']:>8.2f} {r['gnn_fwd_bwd_ms'] / r['mlp_fwd_bwd_ms']:>5.1f}x | "
+                f"{r['gnn_ppo_step_ms']:>8.2f} {r['mlp_ppo_step_ms']:>8.2f} | "
                 f"{r['gnn_dense_floor_ms']:>7.2f} {r['gnn_dense_floor_gflop']:>6.3f}",
                 flush=True,
             )
     summary = {
         "benchmark": "gnn",
         "threads": 1,
-        "gnn": model_kwargs("gnn"),
+        "gnn": gnn_kwargs,
         "mlp": model_kwargs("mlp"),
         "results": [{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in rows],
     }

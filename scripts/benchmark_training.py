@@ -66,8 +66,21 @@ def train_once(overrides: List[str], steps: int, seed: int) -> Dict[str, float]:
     result = {"wall_s": round(wall, 1), "steps_per_second": round(float(rows[-1]["time/steps_per_second"]), 1)}
     for column in TIME_COLUMNS:
         result[f"mean_{column}"] = round(statistics.mean(float(r[f"time/{column}"]) for r in rows), 4)
+    result.update(first_success(rows))
     result["load_after"] = round(os.getloadavg()[0], 2)
     return result
+
+
+def first_success(rows: List[Dict[str, str]]) -> Dict[str, object]:
+    """Env step and training seconds at which the rolling success rate first reaches 0.95
+    (None if never), and the final rolling success rate."""
+    success = [(r, float(r["rolling/success_rate"])) for r in rows if r.get("rolling/success_rate", "") != ""]
+    reached = next((r for r, rate in success if rate >= 0.95), None)
+    return {
+        "success_95_step": None if reached is None else int(reached["global_step"]),
+        "success_95_s": None if reached is None else round(float(reached["time/elapsed"]), 1),
+        "final_rolling_success": success[-1][1] if success else None,
+    }
 
 
 def step_envs_once(overrides: List[str], steps: int, seed: int) -> Dict[str, float]:

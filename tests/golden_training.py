@@ -6,11 +6,12 @@ checksum of the final parameters. ``tests/test_golden_training.py`` replays and 
 
 Record (only when a behaviour change is intended, and say so in the commit)::
 
-    .venv/bin/python tests/golden_training.py --record
+    .venv/bin/python tests/golden_training.py --record [--case NAME ...]
 
 History: recorded before the trainer restructuring (30de28b) and reproduced after it (9129183);
 re-recorded when per-env seeds came to be derived by ``numpy.random.SeedSequence``
-(``agents.rollout.env_seeds``) instead of gymnasium's seed + i.
+(``agents.rollout.env_seeds``) instead of gymnasium's seed + i; ``peg_floating_gnn_ppo`` re-recorded
+when the graph attention's projections were multiplied out (new parameters, new initialisation).
 """
 
 from __future__ import annotations
@@ -87,11 +88,16 @@ def run_case(overrides: List[str]) -> Dict[str, object]:
     return {"global_step": result.global_step, "updates": result.updates, "metrics": rows, "parameter_sums": parameters}
 
 
-def record(path: Path = GOLDEN_FILE) -> None:
-    golden = {name: run_case(overrides) for name, overrides in CASES.items()}
+def record(cases=tuple(CASES), path: Path = GOLDEN_FILE) -> None:
+    """Record ``cases`` into ``path``, keeping the recordings of the other cases."""
+    unknown = sorted(set(cases) - set(CASES))
+    if unknown:
+        raise ValueError(f"unknown case(s) {unknown}; cases are {sorted(CASES)}")
+    golden = json.loads(path.read_text()) if path.exists() else {}
+    golden.update({name: run_case(CASES[name]) for name in cases})
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(golden, indent=1, sort_keys=True) + "\n")
-    print(f"wrote {', '.join(golden)} to {path}")
+    print(f"wrote {', '.join(cases)} to {path}")
 
 
 def load(case: str, path: Path = GOLDEN_FILE) -> Dict[str, object]:
@@ -101,7 +107,9 @@ def load(case: str, path: Path = GOLDEN_FILE) -> Dict[str, object]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--record", action="store_true", help="overwrite the golden file")
-    if parser.parse_args().record:
-        record()
+    parser.add_argument("--case", nargs="+", default=list(CASES), help="cases to record (default: all)")
+    args = parser.parse_args()
+    if args.record:
+        record(args.case)
     else:
         parser.print_help()

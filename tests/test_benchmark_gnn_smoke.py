@@ -24,6 +24,8 @@ def test_benchmark_gnn_reports_every_case(tmp_path):
             "4",
             "--json",
             str(out),
+            "--gnn",
+            "num_layers=1",
         ],
         cwd=ROOT,
         check=True,
@@ -41,13 +43,15 @@ def test_benchmark_gnn_reports_every_case(tmp_path):
         "gnn_fwd_bwd_ms",
         "mlp_fwd_bwd_ms",
         "gnn_dense_floor_ms",
+        "gnn_ppo_step_ms",
+        "mlp_ppo_step_ms",
     )
     assert all(r[k] > 0 for r in summary["results"] for k in keys)
-    assert summary["gnn"]["hidden_dim"] == 64 and summary["mlp"]["hidden_sizes"] == [64, 64]
+    assert summary["gnn"]["num_layers"] == 1 and summary["mlp"]["hidden_sizes"] == [64, 64]
 
 
 def test_dense_floor_counts_every_linear_layer_at_its_row_count():
-    """The floor's flops against a hand count of the default graph model (hidden 64, 2 rounds)."""
+    """The floor's flops against a hand count of the default graph model (2 rounds)."""
     import importlib.util
 
     import torch
@@ -58,9 +62,10 @@ def test_dense_floor_counts_every_linear_layer_at_its_row_count():
     graph_space, _, action_space = bench.spaces(4)
     model = bench.GraphActorCritic(graph_space, action_space, **bench.model_kwargs("gnn"))
     step, gflop = bench.dense_floor_step(model, batch_size=3, num_nodes=4)
-    f, e, h, a = model.node_dim, model.edge_dim, 64, action_space.shape[0]
-    # per encoder: node MLP (f->h, h->h), then per round query, key, value, root (h->h) and W_e (e->h)
-    encoder_macs = 3 * 4 * (f * h + h * h + 2 * (4 * h * h + e * h))
+    f, e, h, a = model.node_dim, model.edge_dim, bench.model_kwargs("gnn")["hidden_dim"], action_space.shape[0]
+    assert bench.model_kwargs("gnn")["num_layers"] == 2
+    # per encoder: node MLP (f->h, h->h), then per round score, root, value (h->h), edge score (h->e), edge value (e->h)
+    encoder_macs = 3 * 4 * (f * h + h * h + 2 * (3 * h * h + 2 * e * h))
     heads_macs = 3 * (3 * h * h + h * a + 2 * h * h + h * 1)  # actor on [node 0, mean, max]; critic on [mean, max]
     assert gflop == 3 * 2 * (2 * encoder_macs + heads_macs) / 1e9
     step()

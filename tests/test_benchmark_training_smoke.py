@@ -40,6 +40,7 @@ def test_benchmark_training_runs_every_variant_and_round(tmp_path):
     ]
     for run in summary["runs"]:
         assert run["steps_per_second"] > 0 and run["mean_update_s"] > 0
+        assert {"success_95_step", "success_95_s", "final_rolling_success"} <= set(run)
     ratios = summary["steps_per_second_over_reference"]["sequential"]["per_round"]
     runs = {(r["variant"], r["round"]): r["steps_per_second"] for r in summary["runs"]}
     assert ratios == [round(runs[("sequential", k)] / runs[("parallel", k)], 3) for k in (1, 2)]
@@ -77,3 +78,19 @@ def test_envs_only_steps_each_variants_vector_env_without_training(tmp_path):
     assert summary["measured"] == "vector envs alone, random actions"
     assert [r["variant"] for r in summary["runs"]] == ["graph", "flat"]
     assert all(r["steps_per_second"] > 0 and "mean_update_s" not in r for r in summary["runs"])
+
+
+def test_first_success_is_the_first_row_at_or_above_95_percent():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("benchmark_training", ROOT / "scripts" / "benchmark_training.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = [
+        {"global_step": "1024", "time/elapsed": "1.5", "rolling/success_rate": ""},
+        {"global_step": "2048", "time/elapsed": "3.0", "rolling/success_rate": "0.94"},
+        {"global_step": "3072", "time/elapsed": "4.5", "rolling/success_rate": "0.95"},
+        {"global_step": "4096", "time/elapsed": "6.0", "rolling/success_rate": "0.90"},
+    ]
+    assert bench.first_success(rows) == {"success_95_step": 3072, "success_95_s": 4.5, "final_rolling_success": 0.9}
+    assert bench.first_success(rows[:2])["success_95_step"] is None

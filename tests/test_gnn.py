@@ -5,6 +5,8 @@ edge features are relative positions (first 3 node features), padded with garbag
 the masks must hide.
 """
 
+import math
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ import torch
 from torch_geometric.data import Batch, Data
 from torch_geometric.nn import TransformerConv
 
+from agents import gnn
 from agents.dense_graph import dense_graph
 from agents.gnn import NO_EDGE_SCORE, GraphActorCritic, GraphAttention
 from agents.graph_batch import flatten_graphs, to_tensors
@@ -131,23 +134,37 @@ def test_flatten_accepts_unbatched_numpy_with_float_edge_index():
 # -- the dense attention round is TransformerConv ------------------------------------------
 
 
+def transformer_conv_weights(layer: GraphAttention, conv: TransformerConv) -> None:
+    """Load ``layer`` with the weights that make it compute ``conv`` (GraphAttention's docstring):
+    S = W_k^T W_q / sqrt(d), c = W_k^T b_q / sqrt(d), T = W_e^T W_q / sqrt(d), d = W_e^T b_q / sqrt(d),
+    root = (W_r, b_r + b_v), value = W_v, edge value = W_e."""
+    scale = 1.0 / math.sqrt(conv.out_channels)
+    w_q, b_q = conv.lin_query.weight, conv.lin_query.bias
+    w_k, w_e = conv.lin_key.weight, conv.lin_edge.weight
+    with torch.no_grad():
+        layer.score.weight.copy_(scale * w_k.T @ w_q)
+        layer.score.bias.copy_(scale * w_k.T @ b_q)
+        layer.edge_score.weight.copy_(scale * w_e.T @ w_q)
+        layer.edge_score.bias.copy_(scale * w_e.T @ b_q)
+        layer.root.weight.copy_(conv.lin_skip.weight)
+        layer.root.bias.copy_(conv.lin_skip.bias + conv.lin_value.bias)
+        layer.value.weight.copy_(conv.lin_value.weight)
+        layer.edge_value.weight.copy_(w_e)
+
+
 def test_dense_attention_equals_torch_geometric_transformer_conv():
-    """Same weights, same graphs (varied node counts, padding, a node without in-edges):
-    the dense round must give torch-geometric's TransformerConv(heads=1, root_weight=True)."""
+    """Mapped weights, same graphs (varied node counts, padding, nodes without in-edges): the dense
+    round must give torch-geometric's TransformerConv(heads=1, root_weight=True), whose key bias
+    (constant over sources, so cancelled by the softmax) is random too. A node without sources
+    receives the value bias in addition (GraphAttention's docstring)."""
     torch.manual_seed(0)
     hidden, edge_dim = 8, EDGE_DIM
-    layer = GraphAttention(hidden, edge_dim)
     conv = TransformerConv(hidden, hidden, heads=1, edge_dim=edge_dim, root_weight=True)
     with torch.no_grad():
-        for ours, theirs in (
-            (layer.query, conv.lin_query),
-            (layer.key, conv.lin_key),
-            (layer.value, conv.lin_value),
-            (layer.root, conv.lin_skip),
-        ):
-            theirs.weight.copy_(ours.weight)
-            theirs.bias.copy_(ours.bias)
-        conv.lin_edge.weight.copy_(layer.edge.weight)
+        for parameter in conv.parameters():
+            parameter.normal_(0.0, 0.5)
+    layer = GraphAttention(hidden, edge_dim)
+    transformer_conv_weights(layer, conv)
     graphs = [graph_obs(random_nodes(n, n), slots=5, edge_slots=20) for n in (1, 2, 5, 3)]
     graphs[2]["edge_mask"][[3, 7, 11, 15]] = 0.0  # every edge into one node (target 4) removed
     padded = stack(graphs)
@@ -155,15 +172,33 @@ def test_dense_attention_equals_torch_geometric_transformer_conv():
     padded["nodes"] = torch.cat([features, torch.zeros(4, 5, NODE_DIM - hidden)], -1) if NODE_DIM > hidden else features
     dense = dense_graph(to_tensors(padded))
     adjacency = dense.adjacency.float()
-    ours = layer(features, dense.edges, (1 - adjacency) * NO_EDGE_SCORE, adjacency)
+    real = padded["node_mask"] > 0.5
+    ours = layer(features, dense.edges, (1 - adjacency) * NO_EDGE_SCORE, adjacency)[real]
     flat = flatten_graphs(padded)
-    x = features.reshape(-1, hidden)[padded["node_mask"].reshape(-1) > 0.5]
+    x = features.reshape(-1, hidden)[real.reshape(-1)]
     theirs = conv(x, flat.edge_index, flat.edge_attr)
-    torch.testing.assert_close(ours[padded["node_mask"] > 0.5], theirs, atol=1e-5, rtol=1e-5)
+    without_sources = (adjacency.sum(-1) == 0)[real]
+    assert int(without_sources.sum()) == 2  # the 1-node graph's node and target 4 of graph 2
+    theirs = theirs + without_sources[:, None] * conv.lin_value.bias.detach()
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
     # The comparison can fail: without the edge term the outputs differ.
     with torch.no_grad():
         conv.lin_edge.weight.zero_()
-    assert not torch.allclose(ours[padded["node_mask"] > 0.5], conv(x, flat.edge_index, flat.edge_attr), atol=1e-3)
+    assert not torch.allclose(ours, conv(x, flat.edge_index, flat.edge_attr), atol=1e-3)
+
+
+@pytest.mark.parametrize("num_nodes", [2, 3])
+def test_broadcast_and_matmul_pair_products_agree(num_nodes, monkeypatch):
+    """Small graphs take broadcast pairwise products, larger ones batched matmuls: same values."""
+    torch.manual_seed(1)
+    s, h, attention = torch.randn(3, num_nodes, 8), torch.randn(3, num_nodes, 8), torch.rand(3, num_nodes, num_nodes)
+    by_default = (gnn.pair_scores(s, h), gnn.aggregate(attention, h))
+    monkeypatch.setattr(gnn, "BROADCAST_MAX_NODES", 0 if num_nodes <= gnn.BROADCAST_MAX_NODES else 100)
+    switched = (gnn.pair_scores(s, h), gnn.aggregate(attention, h))
+    for a, b in zip(by_default, switched):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(switched[0], torch.einsum("bif,bjf->bij", s, h))
+    torch.testing.assert_close(switched[1], torch.einsum("bij,bjf->bif", attention, h))
 
 
 # -- model invariances -------------------------------------------------------------------
