@@ -116,6 +116,10 @@ class PegInsertionConfig(TaskConfig):
 
     # Peg and hole geometry (metres).
     peg_shape: str = "cylinder"  # "cylinder" or "box" (square prism)
+    # Weight of the alignment reward term: the kernel of the keypoints' mean distance across the hole
+    # axis (depth left out), so lining the peg up over the hole pays at any height. None: 1.0 for a
+    # box peg, whose yaw must be right before it can enter (README, "Square peg"), 0.0 for a cylinder.
+    alignment_weight: Optional[float] = None
     peg_radius: float = 0.012  # cylinder radius, or half the side of the square prism
     peg_length: float = 0.08
     clearance: float = 0.002  # gap between peg side and hole wall, per side
@@ -275,10 +279,19 @@ def validate_task_config(config: TaskConfig) -> TaskConfig:
     return config
 
 
+def alignment_weight(config: PegInsertionConfig) -> float:
+    """The alignment term's weight, ``alignment_weight`` or its per-shape default."""
+    if config.alignment_weight is not None:
+        return config.alignment_weight
+    return 1.0 if config.peg_shape == "box" else 0.0
+
+
 def validate(config: PegInsertionConfig) -> PegInsertionConfig:
     """Check a peg-insertion config (the task fields, then the peg and hole); raise or return ``config``."""
     validate_task_config(config)
     _choice("peg_shape", config.peg_shape, PEG_SHAPES)
+    if config.alignment_weight is not None:
+        _non_negative("alignment_weight", config.alignment_weight)
     for name in ("peg_radius", "peg_length", "clearance", "hole_depth", "hole_wall_thickness"):
         _positive(name, getattr(config, name))
     _low_high("hole_xy_low", config.hole_xy_low, "hole_xy_high", config.hole_xy_high, 2)

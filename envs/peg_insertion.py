@@ -25,7 +25,7 @@ import pybullet
 
 from envs import graph_obs, keypoints
 from envs.base import TaskEnv
-from envs.config import PegInsertionConfig, make_peg_insertion_config, validate
+from envs.config import PegInsertionConfig, alignment_weight, make_peg_insertion_config, validate
 from envs.geometry import euler_to_matrix, quat_conjugate, quat_multiply, quat_to_matrix, yaw_rotate
 from envs.rewards import KeypointReward
 from envs.robots import HeldObjectSpec
@@ -54,6 +54,7 @@ class PegInsertionTask(Task):
         super().__init__(config)
         self.layout = graph_obs.NodeLayout(config.num_keypoints)
         self._reward = KeypointReward(config.reward)
+        self._alignment_weight = alignment_weight(config)
         self._geometry: Optional[Dict[str, float]] = None  # peg radius/length and clearance of the built bodies
 
     # ================================================================== scene
@@ -216,6 +217,7 @@ class PegInsertionTask(Task):
         tx, ty, tz = cx - ax * length / 2, cy - ay * length / 2, cz - az * length / 2
         measurements = {
             "keypoint_distance": float(distance[0]),
+            "alignment_distance": float(np.sqrt((offsets[0, :, :2] ** 2).sum(-1)).mean()),
             "lateral_error": math.hypot(tx, ty),
             "depth_remaining": tz + cfg.hole_depth,
             "tip_distance": math.sqrt(tx * tx + ty * ty + tz * tz),
@@ -229,6 +231,8 @@ class PegInsertionTask(Task):
             and measurements["depth_remaining"] <= cfg.success_depth_tolerance
         )
         terms = self._reward.terms((measurements["keypoint_distance"],), (1.0,), success, action, contact_force)
+        if self._alignment_weight > 0:
+            terms["alignment"] = self._alignment_weight * self._reward.kernel(measurements["alignment_distance"])
         return success, terms, measurements["tip_distance"] > cfg.workspace_radius
 
     # ================================================================== state

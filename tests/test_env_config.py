@@ -27,6 +27,8 @@ BAD_CONFIGS = [
     ({"robot": 3}, "robot"),
     ({"obs_mode": "pixels"}, "obs_mode"),
     ({"peg_shape": None}, "peg_shape"),
+    ({"alignment_weight": -1.0}, "alignment_weight"),
+    ({"alignment_weight": math.nan}, "alignment_weight"),
     ({"reward": {"kernel": "cubic"}}, "reward.kernel"),
     ({"sim": {"renderer": "opengl"}}, "sim.renderer"),
     # actions

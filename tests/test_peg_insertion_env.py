@@ -225,6 +225,56 @@ def test_square_peg_scripted():
     assert all(run_episode(env, policy, seed=seed)[0] for seed in range(3))
 
 
+def test_alignment_term_pays_for_lining_up_above_the_hole():
+    """``alignment_weight`` (default 1 for a box peg): the kernel of the keypoints' distance across the
+    hole axis, so a square peg hovering above the hole is paid for its yaw at any height (the
+    depth-dominated keypoint distance barely sees it there). A cylinder has no such term by default."""
+    angle, height = 0.1, 0.02
+    terms = {}
+    for weight in (0.0, 1.0):
+        env = make(robot="floating", peg_shape="box", alignment_weight=weight)
+        radius = env.unwrapped.config.peg_radius
+        for yaw in (0.0, angle):
+            env.reset(seed=0, options={"peg_pose": [0, 0, height, 0, 0, yaw]})
+            _, reward, _, _, info = env.step(np.zeros(6, np.float32))
+            assert reward == pytest.approx(sum(info["reward_terms"].values()))
+            terms[weight, yaw] = info
+    assert "alignment" not in terms[0.0, 0.0]["reward_terms"]
+    for shape, has_term in (("box", True), ("cylinder", False)):  # the defaults
+        env = make(robot="floating", peg_shape=shape)
+        env.reset(seed=0)
+        assert ("alignment" in env.step(np.zeros(6, np.float32))[4]["reward_terms"]) == has_term
+    assert terms[1.0, 0.0]["alignment_distance"] < 1e-4  # lined up: only the settling of one step
+    # Face-centre keypoints turned by the yaw move 2 r sin(yaw / 2) across the axis, whatever the height.
+    assert terms[1.0, angle]["alignment_distance"] == pytest.approx(2 * radius * math.sin(angle / 2), rel=0.05)
+    aligned, turned = terms[1.0, 0.0]["reward_terms"]["alignment"], terms[1.0, angle]["reward_terms"]["alignment"]
+    params = env.unwrapped.config.reward.kernel_params
+    expected = multiscale_kernel(terms[1.0, angle]["alignment_distance"], params) - multiscale_kernel(0.0, params)
+    assert turned == pytest.approx(expected) and expected < -0.2
+    assert aligned == pytest.approx(0.0, abs=1e-3)
+    keypoint_gap = terms[1.0, 0.0]["reward_terms"]["keypoint"] - terms[1.0, angle]["reward_terms"]["keypoint"]
+    assert keypoint_gap < 0.1 * (aligned - turned)
+
+
+def test_alignment_term_makes_leaning_over_the_opening_cost():
+    """Plain PPO on the square peg at 0.1 mm, before the alignment term, settled leaning the peg 40-65
+    degrees over the opening: the keypoint distance alone scores such a pose (here one that is a
+    valid start, tip 18.5 mm up) better than standing upright just above the opening. With the
+    alignment term (the box default) it is worse."""
+    leaning = [0.0066, 0.0211, 0.0185, -0.7474, 1.3788, -2.9265]
+    upright = [0.0, 0.0, 0.001, 0.0, 0.0, 0.0]
+    outcome = {}
+    for weight in (0.0, None):
+        env = make(robot="floating", peg_shape="box", clearance=0.0001, alignment_weight=weight)
+        for name, pose in (("leaning", leaning), ("upright", upright)):
+            env.reset(seed=0, options={"peg_pose": pose})
+            _, reward, _, _, info = env.step(np.zeros(6, np.float32))
+            outcome[weight, name] = reward, info["keypoint_distance"]
+    assert outcome[0.0, "leaning"][1] < outcome[0.0, "upright"][1] - 0.001  # ~39.5 mm against ~41 mm
+    assert outcome[0.0, "leaning"][0] > outcome[0.0, "upright"][0]
+    assert outcome[None, "leaning"][0] < outcome[None, "upright"][0] - 0.5
+
+
 def test_misaligned_peg_is_blocked_by_the_hole():
     env = make(robot="floating", clearance=0.001)
     env.reset(seed=0, options={"peg_pose": [0.004, 0, 0.01, 0, 0, 0]})
