@@ -215,9 +215,10 @@ class PegInsertionTask(Task):
             span = self.layout.pose_span()
             peg[span] += rng.normal(0.0, noise, span.stop - span.start).astype(np.float32)
         tx, ty, tz = cx - ax * length / 2, cy - ay * length / 2, cz - az * length / 2
+        rows = offsets[0].tolist()  # keypoint offsets; their part across the hole axis is the alignment error
         measurements = {
             "keypoint_distance": float(distance[0]),
-            "alignment_distance": float(np.sqrt((offsets[0, :, :2] ** 2).sum(-1)).mean()),
+            "alignment_distance": sum(math.hypot(x, y) for x, y, _ in rows) / len(rows),
             "lateral_error": math.hypot(tx, ty),
             "depth_remaining": tz + cfg.hole_depth,
             "tip_distance": math.sqrt(tx * tx + ty * ty + tz * tz),
