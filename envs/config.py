@@ -408,6 +408,9 @@ class PackedObjectsConfig(TaskConfig):
     held_object_weight: float = 1.0
     other_object_weight: float = 1.0
     insertion_weight: float = 0.5
+    # alignment_weight * kernel(mean distance of the held box's keypoints across the vertical): lining
+    # the held box up over its slot pays at any height, as peg insertion's alignment term. 0: off.
+    alignment_weight: float = 0.0
 
 
 def slot_cells(num_slots: int, rows: int) -> List[tuple]:
@@ -474,6 +477,7 @@ def validate_packed_objects(config: PackedObjectsConfig) -> PackedObjectsConfig:
     if not config.held_object_weight + config.other_object_weight > 0:
         raise ValueError("held_object_weight and other_object_weight must not both be 0")
     _non_negative("insertion_weight", config.insertion_weight)
+    _non_negative("alignment_weight", config.alignment_weight)
     rand = config.randomization
     if rand.clearance_range != [0.0, 0.0] or rand.peg_size_scale_range != [1.0, 1.0]:
         raise ValueError(

@@ -402,7 +402,10 @@ class PackedObjectsTask(Task):
         if noise > 0:
             span = self.layout.pose_span()
             nodes[:count, span] += rng.normal(0.0, noise, (count, span.stop - span.start)).astype(np.float32)
-        return nodes, self._measure(positions, rotations, distances)
+        measurements = self._measure(positions, rotations, distances)
+        held = offsets[0].tolist()  # the held box's keypoint offsets; across the vertical: its alignment error
+        measurements["alignment_distance"] = sum(math.hypot(x, y) for x, y, _ in held) / len(held)
+        return nodes, measurements
 
     def _measure(self, positions: np.ndarray, rotations: np.ndarray, distances: np.ndarray) -> Dict[str, Any]:
         """Seating of the held box and placement of the others. Few numpy calls on small arrays, plain
@@ -440,6 +443,8 @@ class PackedObjectsTask(Task):
         success = measurements["is_seated"] and measurements["objects_in_place"] == cfg.num_objects
         terms = self._reward.terms(measurements["keypoint_distances"], self._weights, success, action, contact_force)
         terms["insertion"] = cfg.insertion_weight * self._reward.kernel(measurements["insertion_distance"])
+        if cfg.alignment_weight > 0:
+            terms["alignment"] = cfg.alignment_weight * self._reward.kernel(measurements["alignment_distance"])
         left = measurements["out_of_tray"] or measurements["insertion_distance"] > cfg.workspace_radius
         return success, terms, left
 

@@ -236,6 +236,26 @@ def test_reward_terms_match_hand_computation():
     assert info["reward_terms"]["action_penalty"] == pytest.approx(-0.5 * 0.4**2, rel=1e-6)
 
 
+def test_alignment_term_pays_for_the_held_box_lined_up_over_its_slot():
+    """``alignment_weight``: weight * kernel(mean distance of the held box's keypoints across the
+    vertical), whatever the box's height; off (no term) by default."""
+    shift = 0.004
+    shifted = [ABOVE[0] + shift, *ABOVE[1:]]  # the held box translated sideways over its slot
+    default = make()
+    default.reset(seed=0)
+    assert "alignment" not in default.step(np.zeros(6, np.float32))[4]["reward_terms"]
+    env = make(reward={"kernel": "linear", "linear_scale": 10.0}, alignment_weight=2.0)
+    found = {}
+    for name, held in (("above", ABOVE), ("shifted", shifted)):
+        env.reset(seed=0, options={"object_poses": GOAL_POSES, "held_pose": held})
+        _, reward, _, _, info = env.step(np.zeros(6, np.float32))
+        assert info["reward_terms"]["alignment"] == pytest.approx(-2.0 * 10.0 * info["alignment_distance"])
+        assert reward == pytest.approx(sum(info["reward_terms"].values()))
+        found[name] = info["alignment_distance"]
+    assert found["above"] < 2e-4  # lined up: what one step of settling moves
+    assert found["shifted"] == pytest.approx(shift, abs=3e-4)  # every keypoint moved sideways by the shift
+
+
 def test_everything_in_place_succeeds_and_terminates():
     env = make(reward={"success_bonus": 7.0})
     _, info = env.reset(seed=0, options={"object_poses": GOAL_POSES, "held_pose": SEATED})
@@ -315,6 +335,7 @@ def test_nan_action_raises():
         ({"occluder_shift_range": [0.03, 0.01]}, "occluder_shift_range"),
         ({"object_yaw_tolerance": math.nan}, "object_yaw_tolerance"),
         ({"held_object_weight": 0.0, "other_object_weight": 0.0}, "must not both be 0"),
+        ({"alignment_weight": -0.5}, "alignment_weight"),
         ({"randomization": {"clearance_range": [0.001, 0.002]}}, "peg-insertion options"),
         ({"num_keypoints": 5, "keypoint_spacing": 0.02}, "num_keypoints"),
         ({"clearance": 0.001}, "clearance"),  # a peg option
