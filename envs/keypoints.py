@@ -100,6 +100,14 @@ def goal_keypoints(
     return keypoints[:, None] @ np.swapaxes(goal_frames, -1, -2) + goal_positions[:, None, None]
 
 
+def alignment_distance(offsets: np.ndarray) -> float:
+    """Mean length of one object's (K, 3) keypoint offsets across the z axis (the hole's axis, the
+    tray's vertical): how far the object is from lined up over its goal, whatever its height.
+    Plain floats: it runs every step."""
+    rows = offsets.tolist()
+    return sum(math.hypot(x, y) for x, y, _ in rows) / len(rows)
+
+
 def keypoint_errors(
     positions: np.ndarray, rotations: np.ndarray, keypoints: np.ndarray, goals: np.ndarray
 ) -> Tuple[np.ndarray, np.ndarray]:

@@ -403,8 +403,7 @@ class PackedObjectsTask(Task):
             span = self.layout.pose_span()
             nodes[:count, span] += rng.normal(0.0, noise, (count, span.stop - span.start)).astype(np.float32)
         measurements = self._measure(positions, rotations, distances)
-        held = offsets[0].tolist()  # the held box's keypoint offsets; across the vertical: its alignment error
-        measurements["alignment_distance"] = sum(math.hypot(x, y) for x, y, _ in held) / len(held)
+        measurements["alignment_distance"] = keypoints.alignment_distance(offsets[0])  # the held box's
         return nodes, measurements
 
     def _measure(self, positions: np.ndarray, rotations: np.ndarray, distances: np.ndarray) -> Dict[str, Any]:

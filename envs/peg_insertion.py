@@ -215,10 +215,9 @@ class PegInsertionTask(Task):
             span = self.layout.pose_span()
             peg[span] += rng.normal(0.0, noise, span.stop - span.start).astype(np.float32)
         tx, ty, tz = cx - ax * length / 2, cy - ay * length / 2, cz - az * length / 2
-        rows = offsets[0].tolist()  # keypoint offsets; their part across the hole axis is the alignment error
         measurements = {
             "keypoint_distance": float(distance[0]),
-            "alignment_distance": sum(math.hypot(x, y) for x, y, _ in rows) / len(rows),
+            "alignment_distance": keypoints.alignment_distance(offsets[0]),
             "lateral_error": math.hypot(tx, ty),
             "depth_remaining": tz + cfg.hole_depth,
             "tip_distance": math.sqrt(tx * tx + ty * ty + tz * tz),

@@ -7,6 +7,7 @@ import pytest
 
 from envs.config import RewardConfig
 from envs.keypoints import (
+    alignment_distance,
     box_symmetry_rotations,
     goal_keypoints,
     keypoint_errors,
@@ -162,3 +163,8 @@ def test_keypoint_term_is_the_weighted_mean_of_the_kernel():
 def test_bad_keypoint_weights_raise(distances, weights, message):
     with pytest.raises(ValueError, match=message):
         KeypointReward(RewardConfig()).keypoint_term(distances, weights)
+
+
+def test_alignment_distance_ignores_the_axis_component():
+    offsets = np.array([[0.003, 0.004, 0.1], [0.0, 0.0, -0.02]])  # 5 mm and 0 mm across the axis
+    assert alignment_distance(offsets) == pytest.approx(0.0025)
