@@ -411,6 +411,12 @@ class PackedObjectsConfig(TaskConfig):
     # alignment_weight * kernel(mean distance of the held box's keypoints across the vertical): lining
     # the held box up over its slot pays at any height, as peg insertion's alignment term. 0: off.
     alignment_weight: float = 0.0
+    # -in_place_weight * (fraction of objects NOT in place): a step cost for every packed box outside its
+    # tolerance and for the held box while unseated, the success test's own criterion. Unlike the keypoint
+    # kernel, which is nearly flat across a few millimetres, it charges the full price the moment a
+    # seated held box shoves a neighbour out of tolerance, and pays it back the moment an occluder is
+    # pushed home. 0: off.
+    in_place_weight: float = 0.0
 
 
 def slot_cells(num_slots: int, rows: int) -> List[tuple]:
@@ -478,6 +484,7 @@ def validate_packed_objects(config: PackedObjectsConfig) -> PackedObjectsConfig:
         raise ValueError("held_object_weight and other_object_weight must not both be 0")
     _non_negative("insertion_weight", config.insertion_weight)
     _non_negative("alignment_weight", config.alignment_weight)
+    _non_negative("in_place_weight", config.in_place_weight)
     rand = config.randomization
     if rand.clearance_range != [0.0, 0.0] or rand.peg_size_scale_range != [1.0, 1.0]:
         raise ValueError(

@@ -444,6 +444,8 @@ class PackedObjectsTask(Task):
         terms["insertion"] = cfg.insertion_weight * self._reward.kernel(measurements["insertion_distance"])
         if cfg.alignment_weight > 0:
             terms["alignment"] = cfg.alignment_weight * self._reward.kernel(measurements["alignment_distance"])
+        if cfg.in_place_weight > 0:
+            terms["in_place"] = -cfg.in_place_weight * (1.0 - measurements["fraction_in_place"])
         left = measurements["out_of_tray"] or measurements["insertion_distance"] > cfg.workspace_radius
         return success, terms, left
 

@@ -256,6 +256,27 @@ def test_alignment_term_pays_for_the_held_box_lined_up_over_its_slot():
     assert found["shifted"] == pytest.approx(shift, abs=3e-4)  # every keypoint moved sideways by the shift
 
 
+def test_in_place_term_charges_every_object_out_of_place():
+    """``in_place_weight``: -weight * (fraction of the num_objects + 1 objects not in place); off (no
+    term) by default."""
+    default = make()
+    default.reset(seed=0)
+    assert "in_place" not in default.step(np.zeros(6, np.float32))[4]["reward_terms"]
+    env = make(in_place_weight=2.0)
+    cases = (  # (box 0's offset from its goal, held pose, objects out of place)
+        (0.0078, SEATED, 1),  # box 0 beyond the 5 mm tolerance
+        (0.0078, ABOVE, 2),  # and the held box not seated
+        (0.002, ABOVE, 1),  # box 0 within tolerance: only the held box
+    )
+    for offset, held, out_of_place in cases:
+        options = {"object_poses": with_box(0, [-2 * PITCH, offset, 0.0]), "held_pose": held}
+        env.reset(seed=0, options=options)
+        _, reward, terminated, _, info = env.step(np.zeros(6, np.float32))
+        assert info["fraction_in_place"] == pytest.approx(1 - out_of_place / 5)
+        assert info["reward_terms"]["in_place"] == pytest.approx(-2.0 * out_of_place / 5)
+        assert reward == pytest.approx(sum(info["reward_terms"].values())) and not terminated
+
+
 def test_everything_in_place_succeeds_and_terminates():
     env = make(reward={"success_bonus": 7.0})
     _, info = env.reset(seed=0, options={"object_poses": GOAL_POSES, "held_pose": SEATED})
@@ -336,6 +357,8 @@ def test_nan_action_raises():
         ({"object_yaw_tolerance": math.nan}, "object_yaw_tolerance"),
         ({"held_object_weight": 0.0, "other_object_weight": 0.0}, "must not both be 0"),
         ({"alignment_weight": -0.5}, "alignment_weight"),
+        ({"in_place_weight": -1.0}, "in_place_weight"),
+        ({"in_place_weight": math.nan}, "in_place_weight"),
         ({"randomization": {"clearance_range": [0.001, 0.002]}}, "peg-insertion options"),
         ({"num_keypoints": 5, "keypoint_spacing": 0.02}, "num_keypoints"),
         ({"clearance": 0.001}, "clearance"),  # a peg option
