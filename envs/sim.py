@@ -80,6 +80,8 @@ class Simulator:
             numSubSteps=0,
             deterministicOverlappingPairs=1,
         )
+        if self.config.solver_residual_threshold is not None:
+            self.client.setPhysicsEngineParameter(solverResidualThreshold=self.config.solver_residual_threshold)
         self.client.setGravity(0.0, 0.0, -9.81)
 
     def clear(self) -> None:

@@ -13,7 +13,8 @@ The last line is a JSON summary.
     python scripts/benchmark_env.py [--steps 5000] [--no-panda-gym] [--robots floating] [--tasks peg packed]
 
 ``packed_multibody`` is the packed task with ``rigid_boxes=False`` (the boxes as one-link multibodies,
-the physics before 2026-12-03 and the one the packed-objects experiments pin).
+the physics before 2026-12-03 and the one the packed-objects experiments pin); ``packed_residual``
+is the default packed task with ``sim.solver_residual_threshold=1e-5`` (the solver stops once converged).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ TASKS = {  # name -> (env id, kwargs); packed: the default num_objects=4
     "peg": (envs.PEG_INSERTION_ID, {}),
     "packed": (envs.PACKED_OBJECTS_ID, {}),
     "packed_multibody": (envs.PACKED_OBJECTS_ID, {"rigid_boxes": False}),
+    "packed_residual": (envs.PACKED_OBJECTS_ID, {"sim": {"solver_residual_threshold": 1e-5}}),
 }
 
 
@@ -155,7 +157,7 @@ def main() -> None:
             for (task, robot), p in raw.items()
         }
     )
-    for packed in ("packed", "packed_multibody"):
+    for packed in ("packed", "packed_multibody", "packed_residual"):
         if {"peg", packed} <= set(args.tasks):
             for robot, mode in combos:
                 peg_key, packed_key = (f"{prefix[task]}{robot}_{mode}_steps_per_s" for task in ("peg", packed))

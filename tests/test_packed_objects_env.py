@@ -95,6 +95,24 @@ def test_same_seed_and_actions_give_identical_rollouts(obs_mode):
         assert reward_a == reward_b
 
 
+def test_solver_residual_threshold_reaches_the_engine():
+    """``sim.solver_residual_threshold`` lets the solver stop early: a seeded rollout stays deterministic
+    but differs from the one under Bullet's default threshold."""
+    actions = np.random.default_rng(0).uniform(-1, 1, (30, 6)).astype(np.float32)
+
+    def final_state(**sim):
+        env = make(obs_mode="flat", sim=sim)
+        env.reset(seed=123)
+        for action in actions:
+            observation, *_ = env.step(action)
+        env.close()
+        return observation
+
+    loose = final_state(solver_residual_threshold=1e-3)
+    np.testing.assert_array_equal(loose, final_state(solver_residual_threshold=1e-3))
+    assert np.abs(loose - final_state()).max() > 1e-6
+
+
 @pytest.mark.parametrize("rigid_boxes", [True, False])
 def test_save_step_restore_step_reproduces(rigid_boxes):
     env = make(obs_mode="flat", rigid_boxes=rigid_boxes).unwrapped
