@@ -74,14 +74,16 @@ class Simulator:
             self._load_egl()
 
     def _configure_engine(self) -> None:
+        optional = {}
+        if self.config.solver_residual_threshold is not None:  # None: Bullet's own default
+            optional["solverResidualThreshold"] = self.config.solver_residual_threshold
         self.client.setPhysicsEngineParameter(
             fixedTimeStep=self.time_step,
             numSolverIterations=self.config.solver_iterations,
             numSubSteps=0,
             deterministicOverlappingPairs=1,
+            **optional,
         )
-        if self.config.solver_residual_threshold is not None:
-            self.client.setPhysicsEngineParameter(solverResidualThreshold=self.config.solver_residual_threshold)
         self.client.setGravity(0.0, 0.0, -9.81)
 
     def clear(self) -> None:

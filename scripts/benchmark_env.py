@@ -157,7 +157,7 @@ def main() -> None:
             for (task, robot), p in raw.items()
         }
     )
-    for packed in ("packed", "packed_multibody", "packed_residual"):
+    for packed in (task for task in TASKS if task != "peg"):
         if {"peg", packed} <= set(args.tasks):
             for robot, mode in combos:
                 peg_key, packed_key = (f"{prefix[task]}{robot}_{mode}_steps_per_s" for task in ("peg", packed))
