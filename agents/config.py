@@ -46,6 +46,7 @@ class GymEnvConfig:
 
     validate_kwargs: ClassVar[Optional[Callable]] = None  # free-form kwargs: gymnasium checks them
     curriculum_starts: ClassVar[Optional[str]] = None  # "module:function" (config, difficulty, rng) -> options
+    demonstrator: ClassVar[Optional[str]] = None  # "module:Class", Class(env)(obs) -> action: a scripted controller
     name: str = "gym"
     id: str = MISSING
     max_episode_steps: Optional[int] = None  # None: the id's registered limit
@@ -58,6 +59,7 @@ class PegInsertionEnvConfig:
 
     validate_kwargs: ClassVar[Optional[Callable]] = staticmethod(validate_peg_insertion_config)
     curriculum_starts: ClassVar[Optional[str]] = "envs.peg_insertion:start_at_difficulty"  # near-goal starts
+    demonstrator: ClassVar[Optional[str]] = "envs.scripted:ScriptedInsertionPolicy"  # curriculum=demo's demos
     name: str = "peg_insertion"
     id: str = "GraphInsertion/PegInsertion-v0"
     max_episode_steps: Optional[int] = 100
@@ -70,6 +72,7 @@ class PackedObjectsEnvConfig:
 
     validate_kwargs: ClassVar[Optional[Callable]] = staticmethod(validate_packed_objects)
     curriculum_starts: ClassVar[Optional[str]] = "envs.packed_objects:start_at_difficulty"
+    demonstrator: ClassVar[Optional[str]] = "envs.scripted_packing:ScriptedPackingPolicy"  # push-then-insert
     name: str = "packed_objects"
     id: str = "GraphInsertion/PackedObjects-v0"
     max_episode_steps: Optional[int] = 200
@@ -172,6 +175,19 @@ class AdaptiveCurriculumConfig:
 
 
 @dataclass
+class DemoCurriculumConfig(AdaptiveCurriculumConfig):
+    """``curriculum.demo.DemoCurriculum``: starts taken from scripted demonstrations, from their end backward.
+
+    The difficulty schedule is the adaptive one (same fields); the difficulty picks how far back along a
+    demonstration the start lies (0: its final, solved state; 1: its first state, a start of the task's
+    own distribution)."""
+
+    target: ClassVar[Optional[str]] = "curriculum.demo:DemoCurriculum"
+    name: str = "demo"
+    demonstrations: int = 64  # scripted episodes recorded when training starts; the failed ones are dropped
+
+
+@dataclass
 class ReverseCurriculumConfig:
     """``curriculum.reverse.ReverseCurriculum``: starts grown backward from the goal by random walks."""
 
@@ -192,7 +208,7 @@ class ReverseCurriculumConfig:
 
 
 def validate_curriculum_config(cfg) -> None:
-    """Ranges of an ``AdaptiveCurriculumConfig`` or ``ReverseCurriculumConfig`` node."""
+    """Ranges of an ``AdaptiveCurriculumConfig``, ``DemoCurriculumConfig`` or ``ReverseCurriculumConfig`` node."""
     if cfg.name == "reverse":
         return _validate_reverse_config(cfg)
     if not 0.0 <= cfg.min_difficulty <= cfg.initial_difficulty <= cfg.max_difficulty <= 1.0:
@@ -209,6 +225,8 @@ def validate_curriculum_config(cfg) -> None:
             raise ValueError(f"{name} must be >= 1, got {cfg[name]}")
     if not 0.0 <= cfg.full_distribution_fraction <= 1.0:
         raise ValueError(f"full_distribution_fraction must be in [0, 1], got {cfg.full_distribution_fraction}")
+    if cfg.name == "demo" and cfg.demonstrations < 1:
+        raise ValueError(f"demonstrations must be >= 1, got {cfg.demonstrations}")
 
 
 def _validate_reverse_config(cfg) -> None:
@@ -395,6 +413,7 @@ GROUP_SCHEMAS: Dict[str, Dict[str, type]] = {
         "none": NoCurriculumConfig,
         "adaptive": AdaptiveCurriculumConfig,
         "reverse": ReverseCurriculumConfig,
+        "demo": DemoCurriculumConfig,
     },
     "logger": {"default": LoggerConfig},
 }
@@ -517,6 +536,11 @@ def validate_train_config(cfg: DictConfig) -> None:
             raise ValueError(
                 f"curriculum={cfg.curriculum.name} needs near-goal starts, which env={cfg.env.name} "
                 "does not define (start_at_difficulty); use curriculum=none"
+            )
+        if cfg.curriculum.name == "demo" and env.demonstrator is None:
+            raise ValueError(
+                f"curriculum=demo needs a scripted demonstrator, which env={cfg.env.name} does not define; "
+                "use curriculum=adaptive or reverse"
             )
     validate_rollout_config(cfg)
 

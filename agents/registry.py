@@ -24,7 +24,8 @@ def _schema(group: str, name: str) -> type:
     return options[name]
 
 
-def _load(target: str) -> type:
+def load_target(target: str) -> type:
+    """The object a ``"module:name"`` target names (imported on first use)."""
     module, name = target.split(":")
     return getattr(importlib.import_module(module), name)
 
@@ -44,17 +45,17 @@ def build_model(model_cfg: DictConfig, observation_space: gym.Space, action_spac
             "observations; use model=gnn, or env.kwargs.obs_mode=flat"
         )
     kwargs = {k: v for k, v in OmegaConf.to_container(model_cfg, resolve=True).items() if k != "name"}
-    return _load(schema.target)(observation_space, action_space, **kwargs)
+    return load_target(schema.target)(observation_space, action_space, **kwargs)
 
 
 def build_algorithm(agent_cfg: DictConfig, model: torch.nn.Module):
     """The algorithm ``agent_cfg.name`` names, configured by the agent node's fields."""
     schema = _schema("agent", agent_cfg.name)
     values = OmegaConf.to_container(agent_cfg, resolve=True)
-    return _load(schema.target)(model, dataclass_from(schema.algorithm_config, values))
+    return load_target(schema.target)(model, dataclass_from(schema.algorithm_config, values))
 
 
 def build_plugins(cfg: DictConfig) -> list:
     """The trainer plugins the config selects: the curriculum (none for ``curriculum=none``)."""
     schema = _schema("curriculum", cfg.curriculum.name)
-    return [] if schema.target is None else [_load(schema.target)(cfg.curriculum, cfg)]
+    return [] if schema.target is None else [load_target(schema.target)(cfg.curriculum, cfg)]

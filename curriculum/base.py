@@ -14,13 +14,13 @@ and a worker given an easy start fills the rollout with many short successful ep
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from agents.config import GROUP_SCHEMAS
+from agents.registry import load_target
 from agents.start_states import DEFAULT_START_ID, StartQueue, assignment_from_state, assignment_state
 from agents.trainer import Trainer, TrainerPlugin
 
@@ -32,8 +32,7 @@ def start_sampler(env_cfg: DictConfig) -> Callable[[float, np.random.Generator],
     target = GROUP_SCHEMAS["env"][env_cfg.name].curriculum_starts
     if target is None:
         raise ValueError(f"env={env_cfg.name} has no near-goal starts (start_at_difficulty); use curriculum=none")
-    module, name = target.split(":")
-    make_start = getattr(importlib.import_module(module), name)
+    make_start = load_target(target)
     task_config = OmegaConf.to_object(env_cfg.kwargs)
     return lambda difficulty, rng: make_start(task_config, difficulty, rng)
 
