@@ -64,7 +64,8 @@ def test_every_state_of_a_demonstration_is_a_start_the_env_accepts(curriculum):
         for states in curriculum.demonstrations:
             for options in states:
                 env.reset(seed=0, options=options)
-                np.testing.assert_allclose(env.unwrapped.get_start_state()["object_poses"], options["object_poses"], atol=1e-6)
+                applied = env.unwrapped.get_start_state()["object_poses"]
+                np.testing.assert_allclose(applied, options["object_poses"], atol=1e-6)
     finally:
         env.close()
 
