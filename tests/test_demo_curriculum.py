@@ -3,6 +3,7 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+from test_packed_curriculum import PACKED as PACKED_SMOKE
 from train_config import compose_train
 
 import envs
@@ -13,15 +14,9 @@ from curriculum.demo import DemoCurriculum
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
+# The packed-objects smoke settings, with full-length episodes: the scripted demonstrations need them.
 PACKED = [
-    "env=packed_objects",
-    "env.kwargs.robot=floating",
-    "num_envs=2",
-    "rollout_steps=32",
-    "agent.num_epochs=1",
-    "async_envs=false",
-    "progress_bar=false",
-    "logger.wandb.mode=disabled",
+    *(o for o in PACKED_SMOKE if not o.startswith(("env.max_episode_steps=", "total_steps="))),
     "curriculum=demo",
     "curriculum.demonstrations=2",
 ]
