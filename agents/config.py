@@ -532,7 +532,7 @@ def validate_train_config(cfg: DictConfig) -> None:
     env = GROUP_SCHEMAS["env"][cfg.env.name]
     if GROUP_SCHEMAS["curriculum"][cfg.curriculum.name].target is not None:
         _reraise("curriculum", lambda: validate_curriculum_config(cfg.curriculum))
-        if env.curriculum_starts is None:
+        if cfg.curriculum.name != "demo" and env.curriculum_starts is None:
             raise ValueError(
                 f"curriculum={cfg.curriculum.name} needs near-goal starts, which env={cfg.env.name} "
                 "does not define (start_at_difficulty); use curriculum=none"

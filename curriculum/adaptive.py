@@ -16,7 +16,7 @@ so a resumed run continues the curriculum exactly.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Dict, List, Mapping
+from typing import Any, Callable, Dict, List, Mapping
 
 import numpy as np
 from omegaconf import DictConfig
@@ -31,10 +31,14 @@ class AdaptiveCurriculum(StartCurriculum):
 
     def __init__(self, cfg: DictConfig, train_cfg: DictConfig):
         super().__init__(cfg, train_cfg)
-        self.sample_start = start_sampler(train_cfg.env)
+        self.sample_start = self.start_sampler(train_cfg)
         self.difficulty = float(cfg.initial_difficulty)
         self.window: deque = deque(maxlen=cfg.window)
         self.start_difficulty: Dict[int, float] = {}  # id -> difficulty of the starts that may still be running
+
+    def start_sampler(self, train_cfg: DictConfig) -> Callable[[float, np.random.Generator], Dict[str, Any]]:
+        """``(difficulty, rng) -> reset options``: the env's near-goal starts (``start_at_difficulty``)."""
+        return start_sampler(train_cfg.env)
 
     def new_starts(self, count: int) -> List[Any]:
         """The task's own distribution with ``full_distribution_fraction``, else a fresh start at the

@@ -28,7 +28,7 @@ records the same ones again and checkpoints keep only the schedule.
 from __future__ import annotations
 
 import copy
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List
 
 import numpy as np
 from omegaconf import DictConfig
@@ -46,10 +46,10 @@ Demonstration = List[Dict[str, Any]]  # the start states s_0 .. s_T of one succe
 class DemoCurriculum(AdaptiveCurriculum):
     """``curriculum=demo``: see the module docstring; options are ``DemoCurriculumConfig``'s."""
 
-    def __init__(self, cfg: DictConfig, train_cfg: DictConfig):
-        super().__init__(cfg, train_cfg)
-        self.demonstrations, self.failed_demonstrations = record_demonstrations(train_cfg, cfg.demonstrations)
-        self.sample_start = self.start_along_a_demonstration
+    def start_sampler(self, train_cfg: DictConfig) -> Callable[[float, np.random.Generator], Dict[str, Any]]:
+        """Records the demonstrations; the adaptive schedule's difficulty then picks states along them."""
+        self.demonstrations, self.failed_demonstrations = record_demonstrations(train_cfg, self.cfg.demonstrations)
+        return self.start_along_a_demonstration
 
     def start_along_a_demonstration(self, difficulty: float, rng: np.random.Generator) -> Dict[str, Any]:
         """The state ``round((1 - d') T)`` of a random demonstration, ``d'`` uniform in [d - step, d]."""

@@ -98,6 +98,9 @@ def test_no_successful_demonstration_is_a_clear_error():
 def test_bad_demo_config_names_the_problem():
     with pytest.raises(ValueError, match="demonstrations must be >= 1"):
         validate_train_config(compose_train([*PACKED, "curriculum.demonstrations=0"]))
+    without_demonstrator = ["curriculum=demo", "env=gym", "env.id=Pendulum-v1", "model=mlp"]
+    with pytest.raises(ValueError, match="curriculum=demo needs a scripted demonstrator, which env=gym"):
+        validate_train_config(compose_train(without_demonstrator))
 
 
 @pytest.mark.parametrize("env", ["packed_objects", "peg_insertion"])
