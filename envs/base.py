@@ -105,7 +105,7 @@ class InsertionEnv(gym.Env):
         m["is_success"] = success
         m["contact_force"] = contact_force
         left = self.config.terminate_out_of_workspace and left
-        terminated = bool((success and self.config.terminate_on_success) or left)
+        terminated = bool((success and self.config.terminate_on_success) or left or self.task.dead_end(m))
         self._needs_reset = terminated
         info = self._info(m, terms)
         info["out_of_workspace"] = bool(left)

@@ -424,6 +424,10 @@ class PackedObjectsConfig(TaskConfig):
     # seated held box shoves a neighbour out of tolerance, and pays it back the moment an occluder is
     # pushed home. 0: off. One curriculum probe with weight 1 learned no better (README, packed objects).
     in_place_weight: float = 0.0
+    # End the episode (terminated, nothing bootstrapped) once the held box is seated while a packed box
+    # is out of place (info["is_wedged"]): nothing pushes a neighbour back from under a seated box, and
+    # the positive per-step reward of wedging in would otherwise keep paying for this dead end.
+    terminate_when_wedged: bool = False
 
 
 def slot_cells(num_slots: int, rows: int) -> List[tuple]:
@@ -492,6 +496,7 @@ def validate_packed_objects(config: PackedObjectsConfig) -> PackedObjectsConfig:
     _non_negative("insertion_weight", config.insertion_weight)
     _non_negative("alignment_weight", config.alignment_weight)
     _non_negative("in_place_weight", config.in_place_weight)
+    _bool("terminate_when_wedged", config.terminate_when_wedged)
     rand = config.randomization
     if rand.clearance_range != [0.0, 0.0] or rand.peg_size_scale_range != [1.0, 1.0]:
         raise ValueError(

@@ -432,6 +432,7 @@ class PackedObjectsTask(Task):
             "is_seated": seated,
             "objects_in_place": in_place,
             "fraction_in_place": (int(seated) + in_place) / (cfg.num_objects + 1),
+            "is_wedged": seated and in_place < cfg.num_objects,
             "max_position_error": max(position_errors),
             "max_orientation_error": max(orientation_errors),
             "out_of_tray": bool((np.abs(positions[1:, :2]) > self._inner_half).any()),
@@ -448,6 +449,10 @@ class PackedObjectsTask(Task):
             terms["in_place"] = -cfg.in_place_weight * (1.0 - measurements["fraction_in_place"])
         left = measurements["out_of_tray"] or measurements["insertion_distance"] > cfg.workspace_radius
         return success, terms, left
+
+    def dead_end(self, measurements: Dict[str, Any]) -> bool:
+        """With ``terminate_when_wedged``: the held box is seated while a packed box is out of place."""
+        return self.config.terminate_when_wedged and measurements["is_wedged"]
 
     # ================================================================== state
     def start_state(self, held_pose: Pose) -> Dict[str, list]:

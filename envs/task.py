@@ -79,6 +79,11 @@ class Task:
         """(success, reward terms, left the workspace) after a step; the reward is the terms' sum."""
         raise NotImplementedError
 
+    def dead_end(self, measurements: Dict[str, Any]) -> bool:
+        """Whether the episode has reached a state the task treats as failed for good; the env then
+        terminates it (``terminated``: no value is bootstrapped past it). Default: never."""
+        return False
+
     # -- state -------------------------------------------------------------------------------------------
     def start_state(self, held_pose: Pose) -> Dict[str, list]:
         """The current state in the form ``reset(options=...)`` accepts."""

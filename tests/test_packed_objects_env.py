@@ -313,6 +313,27 @@ def test_seated_box_with_a_packed_box_yawed_beyond_tolerance_is_no_success():
     assert info["max_orientation_error"] == pytest.approx(0.2, abs=2e-3)
 
 
+def test_terminate_when_wedged_ends_a_seated_episode_with_a_neighbour_out_of_place():
+    """``terminate_when_wedged``: seated held box and box 0 7.8 mm off its goal -> terminated (not truncated),
+    ``is_wedged`` in info; off by default; an unseated box or a seated one with every neighbour in place
+    is no dead end."""
+    wedged = {"object_poses": with_box(0, [-2 * PITCH, 0.0078, 0.0]), "held_pose": SEATED}
+    default = make()
+    default.reset(seed=0, options=wedged)
+    _, _, terminated, _, info = default.step(np.zeros(6, np.float32))
+    assert info["is_wedged"] and not terminated
+    env = make(terminate_when_wedged=True)
+    env.reset(seed=0, options=wedged)
+    _, _, terminated, truncated, info = env.step(np.zeros(6, np.float32))
+    assert info["is_wedged"] and terminated and not truncated and not info["is_success"]
+    env.reset(seed=0, options={**wedged, "held_pose": ABOVE})
+    _, _, terminated, _, info = env.step(np.zeros(6, np.float32))
+    assert not info["is_wedged"] and not terminated
+    env.reset(seed=0, options={"object_poses": GOAL_POSES, "held_pose": SEATED})
+    _, _, terminated, _, info = env.step(np.zeros(6, np.float32))
+    assert not info["is_wedged"] and info["is_success"] and terminated
+
+
 def test_a_quarter_turned_box_is_in_place():
     env = make()
     _, info = env.reset(seed=0, options={"object_poses": with_box(1, [-PITCH, 0, math.pi / 2]), "held_pose": ABOVE})
@@ -377,6 +398,7 @@ def test_nan_action_raises():
         ({"alignment_weight": -0.5}, "alignment_weight"),
         ({"in_place_weight": -1.0}, "in_place_weight"),
         ({"in_place_weight": math.nan}, "in_place_weight"),
+        ({"terminate_when_wedged": 1}, "terminate_when_wedged"),
         ({"randomization": {"clearance_range": [0.001, 0.002]}}, "peg-insertion options"),
         ({"num_keypoints": 5, "keypoint_spacing": 0.02}, "num_keypoints"),
         ({"clearance": 0.001}, "clearance"),  # a peg option
