@@ -244,6 +244,30 @@ def _validate_reverse_config(cfg) -> None:
             raise ValueError(f"{name} must be in [0, 1], got {cfg[name]}")
 
 
+# --------------------------------------------------------------- demonstration cloning
+
+
+@dataclass
+class DemoCloningConfig:
+    """``agents.demo_cloning.DemoCloning``: a behaviour-cloning term on scripted demonstrations, added to the
+    actor's loss with a weight that decays every update (DAPG, Rajeswaran et al. 2018). Off at weight 0."""
+
+    weight: float = 0.0  # lambda_0: weight of the cloning loss at the first update; 0 turns the term off
+    decay: float = 0.99  # lambda_1: the weight at update k is weight * decay ** k
+    demonstrations: int = 64  # scripted episodes recorded when training starts; the failed ones are dropped
+    batch_size: int = 256  # demonstration pairs per minibatch step
+
+
+def validate_demo_cloning_config(cfg) -> None:
+    if not (math.isfinite(cfg.weight) and cfg.weight >= 0.0):
+        raise ValueError(f"demo_cloning.weight must be a finite number >= 0, got {cfg.weight}")
+    if not 0.0 < cfg.decay <= 1.0:
+        raise ValueError(f"demo_cloning.decay must be in (0, 1], got {cfg.decay}")
+    for name in ("demonstrations", "batch_size"):
+        if cfg[name] < 1:
+            raise ValueError(f"demo_cloning.{name} must be >= 1, got {cfg[name]}")
+
+
 # --------------------------------------------------------------- logger
 
 
@@ -376,6 +400,7 @@ class TrainConfig:
     max_skipped_updates: int = 3  # updates in a row with a non-finite loss/gradient before the run stops
     progress_bar: bool = True
     eval: EvalConfig = field(default_factory=EvalConfig)
+    demo_cloning: DemoCloningConfig = field(default_factory=DemoCloningConfig)
     resume: Optional[str] = None  # a run directory: continue it from checkpoints/latest.pt
 
 
@@ -509,6 +534,20 @@ def dataclass_from(cls, node: Mapping):
     return cls(**{k: v for k, v in dict(node).items() if k in names})
 
 
+def _check_demo_cloning(cfg: DictConfig) -> None:
+    validate_demo_cloning_config(cfg.demo_cloning)
+    if cfg.demo_cloning.weight == 0.0:
+        return
+    if GROUP_SCHEMAS["env"][cfg.env.name].demonstrator is None:
+        raise ValueError(
+            f"demo_cloning.weight > 0 needs a scripted demonstrator, which env={cfg.env.name} does not define"
+        )
+    if cfg.agent.name != "ppo":
+        raise ValueError(
+            f"demo_cloning.weight > 0 needs agent=ppo (its actor loss takes the term), got agent={cfg.agent.name}"
+        )
+
+
 def validate_train_config(cfg: DictConfig) -> None:
     """Semantic checks beyond types, run before anything is built; raises ``ValueError`` naming the key."""
     for name in ("total_steps", "num_envs", "rollout_steps", "checkpoint_every", "torch_threads"):
@@ -542,6 +581,7 @@ def validate_train_config(cfg: DictConfig) -> None:
                 f"curriculum=demo needs a scripted demonstrator, which env={cfg.env.name} does not define; "
                 "use curriculum=adaptive or reverse"
             )
+    _check_demo_cloning(cfg)
     validate_rollout_config(cfg)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 from torch import nn
@@ -150,6 +150,9 @@ class PPO:
         # encoder would receive gradients from both threads.
         independent = getattr(model, "independent_critic", False)
         self._critic_thread = ThreadPoolExecutor(1) if config.parallel_critic and independent else None
+        # An extra actor loss term, model -> scalar tensor, added at every minibatch step (a trainer plugin
+        # sets it: agents/demo_cloning.py); None: plain PPO.
+        self.auxiliary_actor_loss: Optional[Callable[[nn.Module], torch.Tensor]] = None
 
     def _minibatch_size(self, batch_size: int) -> int:
         """Samples per minibatch; asking for more than the batch holds is an error, never clamped."""
@@ -210,6 +213,8 @@ class PPO:
         loss = policy_loss - cfg.ent_coef * entropy
         if cfg.kl_penalty:
             loss = loss + self.beta * kl  # PPO-penalty, Schulman 2017 eq. (8)
+        if self.auxiliary_actor_loss is not None:  # e.g. demonstration cloning (agents/demo_cloning.py)
+            loss = loss + self.auxiliary_actor_loss(self.model)
         logs = {
             "policy_loss": policy_loss,
             "entropy": entropy,

@@ -55,7 +55,14 @@ def build_algorithm(agent_cfg: DictConfig, model: torch.nn.Module):
     return load_target(schema.target)(model, dataclass_from(schema.algorithm_config, values))
 
 
+DEMO_CLONING = "agents.demo_cloning:DemoCloning"
+
+
 def build_plugins(cfg: DictConfig) -> list:
-    """The trainer plugins the config selects: the curriculum (none for ``curriculum=none``)."""
+    """The trainer plugins the config selects: the curriculum (none for ``curriculum=none``) and
+    demonstration cloning (when ``demo_cloning.weight > 0``)."""
     schema = _schema("curriculum", cfg.curriculum.name)
-    return [] if schema.target is None else [load_target(schema.target)(cfg.curriculum, cfg)]
+    plugins = [] if schema.target is None else [load_target(schema.target)(cfg.curriculum, cfg)]
+    if cfg.demo_cloning.weight > 0:
+        plugins.append(load_target(DEMO_CLONING)(cfg.demo_cloning, cfg))
+    return plugins

@@ -28,19 +28,13 @@ records the same ones again and checkpoints keep only the schedule.
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict
 
 import numpy as np
 from omegaconf import DictConfig
 
-from agents.config import GROUP_SCHEMAS
-from agents.registry import load_target
-from agents.training_envs import env_kwargs, make_env
+from agents.demonstrations import record_demonstrations
 from curriculum.adaptive import AdaptiveCurriculum
-
-DEMO_STREAM = 0xDE  # spawn key of the demonstrations' seeds: no stream shared with the envs or the schedule
-
-Demonstration = List[Dict[str, Any]]  # the start states s_0 .. s_T of one successful scripted episode
 
 
 class DemoCurriculum(AdaptiveCurriculum):
@@ -48,7 +42,8 @@ class DemoCurriculum(AdaptiveCurriculum):
 
     def start_sampler(self, train_cfg: DictConfig) -> Callable[[float, np.random.Generator], Dict[str, Any]]:
         """Records the demonstrations; the adaptive schedule's difficulty then picks states along them."""
-        self.demonstrations, self.failed_demonstrations = record_demonstrations(train_cfg, self.cfg.demonstrations)
+        recorded, self.failed_demonstrations = record_demonstrations(train_cfg, self.cfg.demonstrations)
+        self.demonstrations = [demonstration.states for demonstration in recorded]
         return self.start_along_a_demonstration
 
     def start_along_a_demonstration(self, difficulty: float, rng: np.random.Generator) -> Dict[str, Any]:
@@ -65,38 +60,3 @@ class DemoCurriculum(AdaptiveCurriculum):
             "curriculum/demonstrations": float(len(self.demonstrations)),
             "curriculum/failed_demonstrations": float(self.failed_demonstrations),
         }
-
-
-def record_demonstrations(train_cfg: DictConfig, count: int) -> tuple:
-    """(the states of each successful scripted episode, the number that failed) for ``count`` episodes
-    from the task's own starts; a clear error when none succeeds."""
-    env_cfg = train_cfg.env
-    target = GROUP_SCHEMAS["env"][env_cfg.name].demonstrator
-    if target is None:
-        raise ValueError(f"env={env_cfg.name} has no scripted demonstrator; use curriculum=adaptive or reverse")
-    demonstrator = load_target(target)
-    seeds = np.random.SeedSequence(train_cfg.seed, spawn_key=(DEMO_STREAM,)).generate_state(count)
-    env = make_env(env_cfg.id, env_cfg.max_episode_steps, **env_kwargs(env_cfg))
-    try:
-        played = [play_demonstration(env, demonstrator(env), int(seed)) for seed in seeds]
-    finally:
-        env.close()
-    demonstrations = [states for states, success in played if success]
-    if not demonstrations:
-        raise ValueError(
-            f"none of the {count} scripted demonstrations ({target}) succeeded on env={env_cfg.name} with "
-            "this config; curriculum=demo needs at least one"
-        )
-    return demonstrations, count - len(demonstrations)
-
-
-def play_demonstration(env, policy, seed: int) -> tuple:
-    """(states before each action and after the last, success) of one episode of ``policy``."""
-    observation, _ = env.reset(seed=seed)
-    states = [env.unwrapped.get_start_state()]
-    terminated = truncated = False
-    info: Dict[str, Any] = {}
-    while not (terminated or truncated):
-        observation, _, terminated, truncated, info = env.step(policy(observation))
-        states.append(env.unwrapped.get_start_state())
-    return states, bool(info["is_success"])
