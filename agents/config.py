@@ -256,6 +256,8 @@ class DemoCloningConfig:
     decay: float = 0.99  # lambda_1: the weight at update k is weight * decay ** k
     demonstrations: int = 64  # scripted episodes recorded when training starts; the failed ones are dropped
     batch_size: int = 256  # demonstration pairs per minibatch step
+    pretrain_steps: int = 2000  # Adam steps of cloning alone, actor only, before the first rollout (0: none)
+    pretrain_learning_rate: float = 1e-3
 
 
 def validate_demo_cloning_config(cfg) -> None:
@@ -266,6 +268,10 @@ def validate_demo_cloning_config(cfg) -> None:
     for name in ("demonstrations", "batch_size"):
         if cfg[name] < 1:
             raise ValueError(f"demo_cloning.{name} must be >= 1, got {cfg[name]}")
+    if cfg.pretrain_steps < 0:
+        raise ValueError(f"demo_cloning.pretrain_steps must be >= 0, got {cfg.pretrain_steps}")
+    if not (math.isfinite(cfg.pretrain_learning_rate) and cfg.pretrain_learning_rate > 0.0):
+        raise ValueError(f"demo_cloning.pretrain_learning_rate must be > 0, got {cfg.pretrain_learning_rate}")
 
 
 # --------------------------------------------------------------- logger

@@ -53,7 +53,7 @@ class DemoCloning:
     def __init__(self, cfg: DictConfig, train_cfg: DictConfig):
         self.cfg, self.train_cfg = cfg, train_cfg
         self.rng = np.random.default_rng(np.random.SeedSequence(train_cfg.seed, spawn_key=(CLONING_STREAM,)))
-        self.weight, self.losses = float(cfg.weight), []
+        self.weight, self.losses, self.pretrain_loss = float(cfg.weight), [], float("nan")
 
     def after_build(self, trainer: "Trainer") -> None:
         if not hasattr(trainer.algorithm, "auxiliary_actor_loss"):
@@ -64,9 +64,24 @@ class DemoCloning:
         self.episodes = len(demonstrations)
         self.observations = stack_obs([o for d in demonstrations for o in d.observations])
         self.actions = torch.as_tensor(np.stack([a for d in demonstrations for a in d.actions]), dtype=torch.float32)
-        self.model = trainer.model
+        if trainer.state.updates == 0 and self.cfg.pretrain_steps > 0:  # a resumed run has its trained model
+            self.pretrain(trainer.model)
         self._set_weight(trainer.state.updates)
         trainer.algorithm.auxiliary_actor_loss = self.loss
+
+    def pretrain(self, model: torch.nn.Module) -> None:
+        """DAPG's first phase: clone the demonstrations into the actor alone before the first rollout. The
+        observation statistics first take in the demonstrations' observations, so that the first rollouts
+        (which add theirs) do not move the inputs the cloned actor was fitted on from zero-information
+        statistics."""
+        model.update_normalizer(self.observations)
+        optimizer = torch.optim.Adam(model.actor_parameters(), lr=self.cfg.pretrain_learning_rate)
+        for _ in range(self.cfg.pretrain_steps):
+            loss = self._batch_loss(model)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        self.pretrain_loss = loss.item()
 
     def _set_weight(self, updates: int) -> None:
         self.weight = float(self.cfg.weight) * float(self.cfg.decay) ** updates
@@ -78,11 +93,14 @@ class DemoCloning:
 
     def loss(self, model: torch.nn.Module) -> torch.Tensor:
         """The weighted cloning term of one minibatch step (called by PPO inside the actor loss)."""
-        index = self.rng.integers(len(self.actions), size=min(self.cfg.batch_size, len(self.actions)))
-        batch = _take(self.observations, index)
-        loss = cloning_loss(model, batch, self.actions[index])
+        loss = self._batch_loss(model)
         self.losses.append(loss.item())
         return self.weight * loss
+
+    def _batch_loss(self, model: torch.nn.Module) -> torch.Tensor:
+        """``cloning_loss`` of a random minibatch of demonstration pairs."""
+        index = self.rng.integers(len(self.actions), size=min(self.cfg.batch_size, len(self.actions)))
+        return cloning_loss(model, _take(self.observations, index), self.actions[index])
 
     def metrics(self, trainer: "Trainer") -> Dict[str, float]:
         return {
@@ -90,6 +108,7 @@ class DemoCloning:
             "demo_cloning/nll": float(np.mean(self.losses)) if self.losses else float("nan"),
             "demo_cloning/pairs": float(len(self.actions)),
             "demo_cloning/failed_demonstrations": float(self.failed),
+            "demo_cloning/pretrain_nll": self.pretrain_loss,  # nan when resumed or without pretraining
         }
 
     def state_dict(self) -> Dict[str, Any]:

@@ -26,6 +26,7 @@ PACKED = [
     "demo_cloning.weight=0.5",
     "demo_cloning.demonstrations=2",
     "demo_cloning.batch_size=16",
+    "demo_cloning.pretrain_steps=5",
 ]
 
 
@@ -94,6 +95,8 @@ def test_ppo_with_the_term_moves_the_policy_toward_the_demonstrated_actions():
         ("demo_cloning.decay=1.5", r"demo_cloning.decay must be in \(0, 1\]"),
         ("demo_cloning.demonstrations=0", "demo_cloning.demonstrations must be >= 1"),
         ("demo_cloning.batch_size=0", "demo_cloning.batch_size must be >= 1"),
+        ("demo_cloning.pretrain_steps=-1", "demo_cloning.pretrain_steps must be >= 0"),
+        ("demo_cloning.pretrain_learning_rate=0", "demo_cloning.pretrain_learning_rate must be > 0"),
         ("agent=trpo", "demo_cloning.weight > 0 needs agent=ppo"),
     ],
 )
@@ -108,16 +111,45 @@ def test_an_env_without_a_demonstrator_is_refused():
         validate_train_config(compose_train([*PENDULUM, "demo_cloning.weight=0.1"]))
 
 
+def stub_trainer(updates, model=None):
+    """What ``DemoCloning.after_build`` reads of a trainer."""
+    model = model or tiny_model()
+    return type("Stub", (), {"model": model, "algorithm": PPO(model), "state": type("S", (), {"updates": updates})()})
+
+
+def graph_model(cfg):
+    from agents.registry import build_model
+    from agents.training_envs import env_kwargs
+
+    env = gym.make(cfg.env.id, **env_kwargs(cfg.env))
+
+    return build_model(cfg.model, env.observation_space, env.action_space)
+
+
+def test_a_fresh_run_pretrains_the_actor_on_the_demonstrations_first():
+    cfg = compose_train([*PACKED, "demo_cloning.pretrain_steps=200", "demo_cloning.batch_size=64"])
+    model = graph_model(cfg)
+    critic_before = [p.detach().clone() for p in model.critic_parameters()]
+    plugin = DemoCloning(cfg.demo_cloning, cfg)
+    plugin.after_build(stub_trainer(updates=0, model=model))
+    untrained = graph_model(cfg)
+    untrained.update_normalizer(plugin.observations)
+    with torch.no_grad():  # squared error of the mean action: the NLL's part that cloning can lower
+        fitted, before = (
+            (m.distribution(plugin.observations).mean - plugin.actions).square().mean().item()
+            for m in (model, untrained)
+        )
+    assert fitted < 0.2 * before
+    assert all(torch.equal(a, b) for a, b in zip(critic_before, model.critic_parameters()))  # the actor alone
+
+
 def test_weight_decays_per_update_and_the_demonstrations_are_the_scripted_ones():
     cfg = compose_train([*PACKED, "demo_cloning.decay=0.5"])
     plugin = DemoCloning(cfg.demo_cloning, cfg)
 
-    class Stub:  # what after_build reads of a trainer
-        model = tiny_model()
-        algorithm = PPO(model)
-        state = type("State", (), {"updates": 3})()
-
+    Stub = stub_trainer(updates=3)  # a resumed run: no pretraining
     plugin.after_build(Stub)
+    assert plugin.pretrain_loss != plugin.pretrain_loss  # nan
     assert plugin.weight == pytest.approx(0.5 * 0.5**3)
     Stub.state.updates = 4
     plugin.after_collect(Stub, {})
