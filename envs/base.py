@@ -60,7 +60,7 @@ class InsertionEnv(gym.Env):
             self.observation_space = graph_obs.flat_space(task.max_nodes, cfg.num_keypoints)
 
         self._scene: Optional[SceneSpec] = None  # what the current bodies were built from
-        add_ground(self.sim)
+        add_ground(self.sim, self.task.ground_collides)
         self._needs_reset = True
 
     # ================================================================== reset
@@ -84,7 +84,7 @@ class InsertionEnv(gym.Env):
             return
         if self._scene is not None:  # rebuild from scratch: bodies and robot
             self.sim.clear()
-            add_ground(self.sim)
+            add_ground(self.sim, self.task.ground_collides)
             self.robot = make_robot(self.config.robot, self.sim)
         self._scene = scene
         self.task.build_scene(self.sim, scene)

@@ -141,6 +141,7 @@ class PackedObjectsTask(Task):
     """Nodes: the held box (0), the packed boxes (1..N), the tray with the held box's slot (N + 1)."""
 
     reset_option_keys = RESET_OPTION_KEYS
+    ground_collides = True  # a box pushed out of the tray lands beside it (the tray's bottom is at z = 0)
 
     def __init__(self, config: PackedObjectsConfig):
         super().__init__(config)

@@ -17,10 +17,12 @@ WALL_COLOR = [0.55, 0.6, 0.65, 1.0]
 FLOOR_COLOR = [0.35, 0.38, 0.42, 1.0]
 
 
-def add_ground(sim: Simulator) -> int:
-    """The ground plane, visual only: nothing rests on it (the robot base and the hole are fixed)."""
+def add_ground(sim: Simulator, collides: bool = False) -> int:
+    """The ground plane at z = 0, visual only unless ``collides`` (a task with free objects: a box pushed
+    out of the tray then lands beside it instead of falling forever)."""
     plane = sim.add_body("plane", sim.client.loadURDF("plane.urdf"))
-    sim.client.setCollisionFilterGroupMask(plane, -1, 0, 0)
+    if not collides:
+        sim.client.setCollisionFilterGroupMask(plane, -1, 0, 0)
     return plane
 
 

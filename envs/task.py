@@ -40,6 +40,9 @@ class Task:
 
     max_nodes: int  # nodes of the graph observation (held object first)
     reset_option_keys: Tuple[str, ...]  # the keys ``reset(options=...)`` accepts
+    # Whether free objects collide with the ground plane. Without it an object pushed out of the scene
+    # falls forever, and its unbounded coordinates swamp the observation normaliser's statistics.
+    ground_collides: bool = False
 
     def __init__(self, config: TaskConfig):
         self.config = config

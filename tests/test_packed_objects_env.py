@@ -446,3 +446,23 @@ def test_touching_boxes_are_accepted():
     env = make()
     env.reset(seed=0, options={"object_poses": with_box(0, [-2 * PITCH + 0.004, 0, 0]), "held_pose": ABOVE})
     assert env.unwrapped.get_start_state()["object_poses"][0][0] == pytest.approx(-2 * PITCH + 0.004, abs=1e-6)
+
+
+@pytest.mark.parametrize("collides", [True, False])
+def test_a_box_pushed_out_of_the_tray_lands_on_the_ground(collides, monkeypatch):
+    """Without ground collisions it would fall forever, and its coordinates (tens of metres within an
+    episode) would swamp the observation normaliser's statistics during training."""
+    monkeypatch.setattr(type(make().unwrapped.task), "ground_collides", collides)
+    env = make()
+    env.reset(seed=0, options={"object_poses": GOAL_POSES, "held_pose": ABOVE})
+    task = env.unwrapped.task
+    client, body = task._sim.client, task._box_ids[0]
+    _, quat = client.getBasePositionAndOrientation(body)
+    client.resetBasePositionAndOrientation(body, [0.8, 0.4, 0.1], quat)  # beside the tray, 10 cm up
+    for _ in range(40):  # one second
+        env.step(np.zeros(6, np.float32))
+    height = client.getBasePositionAndOrientation(body)[0][2]
+    if collides:
+        assert height == pytest.approx(0.02, abs=2e-3)  # resting on the ground: half its 4 cm height
+    else:
+        assert height < -1.0
