@@ -21,7 +21,8 @@ directory ``<sweep dir>/<condition>/seed<seed>``, and after each job:
    (``docs/benchmarks/<name>.json``), so the results live in the repository, not only in ``multirun/``.
 
 Interrupted (a session ends, a machine reboots), the same command continues: jobs recorded in the
-results file are skipped, a job whose run directory holds a checkpoint continues from it
+results file are skipped (a job recorded with other settings, e.g. another ``--override``, is an error,
+not a skip: its composed training config is compared with this invocation's), a job whose run directory holds a checkpoint continues from it
 (``scripts/train.py`` continues a run launched again into its directory), the rest start. The summary
 (``<results>.png``: held-out success against env steps, mean over seeds with a 95% bootstrap band;
 ``<results>.md``: the table) is rewritten after every job.
@@ -36,6 +37,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional
+
+from omegaconf import OmegaConf
 
 from agents import checkpoint as ckpt
 from agents.config import compose_train_config
@@ -144,6 +147,7 @@ def record_run(args: argparse.Namespace, condition: str, seed: int, run_dir: Pat
         "steps": final["global_step"],
         "wall_clock_s": final["trainer"]["elapsed"],
         "run_dir": str(run_dir),
+        "experiment": args.experiment,
         "overrides": list(args.override),
         "curve": read_curve(run_dir),
         "heldout": heldout,
@@ -151,6 +155,45 @@ def record_run(args: argparse.Namespace, condition: str, seed: int, run_dir: Pat
         "commit": git_commit(),
         "recorded": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
+
+
+UNSET = "<unset>"  # a key one of two compared configs lacks
+
+
+def flatten(tree, prefix: str = "") -> Dict:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``, so two configs are compared and reported key by key."""
+    if isinstance(tree, dict):
+        return {k: v for name, sub in tree.items() for k, v in flatten(sub, f"{prefix}{name}.").items()}
+    return {prefix[:-1]: tree}
+
+
+def training_settings(experiment: str, condition: str, seed: int, overrides: List[str]) -> Dict:
+    """The training config a job of the sweep composes (interpolations unresolved), without Hydra's own keys."""
+    cfg = compose_train_config([f"+experiment={experiment}", f"curriculum={condition}", f"seed={seed}", *overrides])
+    return OmegaConf.to_container(cfg, resolve=False)
+
+
+def check_same_settings(args: argparse.Namespace, results: Mapping, key: str) -> None:
+    """Refuse to count a recorded run as this invocation's when it was trained with other settings.
+
+    Without this, ``--override total_steps=1000000`` on a results file of 450k-step runs would skip
+    them all and report them as the new sweep. The comparison is of composed configs, so a run
+    recorded with overrides that an experiment config now sets counts as the same.
+    """
+    run = results["runs"][key]
+    recorded_experiment = run.get("experiment", results["experiment"])
+    recorded = flatten(training_settings(recorded_experiment, run["condition"], run["seed"], run.get("overrides", [])))
+    current = flatten(training_settings(args.experiment, run["condition"], run["seed"], list(args.override)))
+    differing = sorted(k for k in recorded.keys() | current.keys() if recorded.get(k, UNSET) != current.get(k, UNSET))
+    if differing:
+        shown = ", ".join(
+            f"{k}: recorded {recorded.get(k, UNSET)!r}, now {current.get(k, UNSET)!r}" for k in differing[:3]
+        )
+        more = f" (and {len(differing) - 3} more)" if len(differing) > 3 else ""
+        sys.exit(
+            f"error: {args.results} records {key} trained with other settings ({shown}{more}); "
+            "pass the same overrides, or another --results and --sweep-dir"
+        )
 
 
 def git_commit() -> Optional[str]:
@@ -189,6 +232,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             for condition in args.conditions:
                 key = f"{condition}/seed{seed}"
                 if key in results["runs"]:
+                    check_same_settings(args, results, key)
                     print(f"{key}: recorded in {args.results}, skipped", flush=True)
                     continue
                 run_dir = train_job(args, condition, seed)

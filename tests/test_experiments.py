@@ -64,7 +64,7 @@ def test_summary_table_lists_each_condition_with_its_seeds():
     assert "| none | 1 | 0.00 | 0.00 | 1,000 | 2.0 |" in table
 
 
-def run_experiment(tmp_path, *args):
+def experiment_process(tmp_path, *args, extra_overrides=()):
     tiny = [
         "total_steps=128",
         "num_envs=2",
@@ -76,8 +76,12 @@ def run_experiment(tmp_path, *args):
     ]
     command = [sys.executable, RUN_EXPERIMENT, "sparse_peg", "--seeds", "0", "--eval-episodes", "2"]
     command += ["--sweep-dir", str(tmp_path / "sweep"), "--results", str(tmp_path / "results.json")]
-    command += [*args, "--override", *tiny]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    command += [*args, "--override", *tiny, *extra_overrides]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+
+def run_experiment(tmp_path, *args):
+    proc = experiment_process(tmp_path, *args)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return proc.stdout
 
@@ -106,6 +110,11 @@ def test_an_interrupted_sweep_continues_with_the_jobs_it_has_not_finished(tmp_pa
     out = run_experiment(tmp_path, "--conditions", "adaptive", "none")  # all recorded: nothing runs
     assert "adaptive/seed0: recorded" in out and "none/seed0: recorded" in out and "train " not in out
 
+    # Other settings on the same results file are refused, not answered with the runs recorded there.
+    proc = experiment_process(tmp_path, "--conditions", "none", extra_overrides=["env.max_episode_steps=9"])
+    assert proc.returncode == 1 and "train " not in proc.stdout
+    assert "records none/seed0 trained with other settings (env.max_episode_steps: recorded 8, now 9)" in proc.stderr
+
     # A record from before a curve column existed gets it from its run directory, without training.
     results = json.loads((tmp_path / "results.json").read_text())
     del results["runs"]["none/seed0"]["curve"]["elapsed_s"]
@@ -121,6 +130,16 @@ def test_unknown_experiment_is_a_clear_error():
     assert proc.returncode == 2 and "no experiment 'nope'" in proc.stderr
 
 
+SWEPT_CONDITIONS = {"packed_objects_dapg": ["demo", "none"]}
+# The overrides docs/benchmarks/packed_objects_dapg.json's first runs were launched with.
+DAPG_OVERRIDES = [
+    "demo_cloning.weight=0.5",
+    "demo_cloning.decay=0.995",
+    "model.init_log_std=-2.0",
+    "env.kwargs.reward.kernel=sparse",
+]
+
+
 @pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "configs" / "experiment").glob("*.yaml")))
 def test_every_experiment_config_composes_and_validates(name):
     cfg = compose_train([f"+experiment={name}", "curriculum=adaptive"])
@@ -129,8 +148,12 @@ def test_every_experiment_config_composes_and_validates(name):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     args = script.parse_args([name])  # the sweep as Hydra composes it, also when inherited
-    assert args.conditions == ["adaptive", "none"] and args.seeds == [0, 1, 2]
+    assert args.conditions == SWEPT_CONDITIONS.get(name, ["adaptive", "none"]) and args.seeds == [0, 1, 2]
     assert args.sweep_dir == ROOT / "multirun" / "experiment" / name
+    if name == "packed_objects_dapg":  # the packed_objects experiment plus the overrides README's runs used
+        base = compose_train(["+experiment=packed_objects", "curriculum=adaptive", *DAPG_OVERRIDES])
+        assert cfg.demo_cloning.weight == 0.5 and cfg.env.kwargs.reward.kernel == "sparse"
+        assert cfg == base
     if name == "packed_objects_tight_tray":  # the packed_objects experiment with only the tray changed
         base = compose_train(["+experiment=packed_objects", "curriculum=adaptive"])
         assert cfg.env.kwargs.tray_margin == 0.004 != base.env.kwargs.tray_margin
