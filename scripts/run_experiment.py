@@ -22,8 +22,9 @@ directory ``<sweep dir>/<condition>/seed<seed>``, and after each job:
 
 Interrupted (a session ends, a machine reboots), the same command continues: jobs recorded in the
 results file are skipped (a job recorded with other settings, e.g. another ``--override``, is an error,
-not a skip: its composed training config is compared with this invocation's), a job whose run directory holds a checkpoint continues from it
-(``scripts/train.py`` continues a run launched again into its directory), the rest start. The summary
+not a skip: its composed training config is compared with this invocation's), a job whose run
+directory holds a checkpoint continues from it (``scripts/train.py`` continues a run launched again
+into its directory), the rest start. The summary
 (``<results>.png``: held-out success against env steps, mean over seeds with a 95% bootstrap band;
 ``<results>.md``: the table) is rewritten after every job.
 """
