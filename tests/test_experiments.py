@@ -131,12 +131,13 @@ def test_unknown_experiment_is_a_clear_error():
 
 
 SWEPT_CONDITIONS = {"packed_objects_dapg": ["demo", "none"]}
-# The overrides docs/benchmarks/packed_objects_dapg.json's first runs were launched with.
+# The overrides docs/benchmarks/packed_objects_dapg.json's runs were launched with.
 DAPG_OVERRIDES = [
     "demo_cloning.weight=0.5",
     "demo_cloning.decay=0.995",
     "model.init_log_std=-2.0",
     "env.kwargs.reward.kernel=sparse",
+    "agent.anneal_lr=true",
 ]
 
 
