@@ -16,7 +16,9 @@ slot free and the box above it.
 When training starts, the env's scripted controller (the env schema's ``demonstrator``, e.g.
 ``envs.scripted_packing.ScriptedPackingPolicy``) plays ``demonstrations`` episodes from the task's own
 starts, seeded from the run seed. Each successful one keeps its states ``s_0 .. s_T``
-(``get_start_state()`` before each action and after the last); failed ones are dropped. The adaptive
+(``get_start_state()`` before each action and after the last, velocities included: restarted at rest, a
+state near the end looked to the cloned policy like the first state of an episode, and it failed from
+there); failed ones are dropped. The adaptive
 schedule (``AdaptiveCurriculum``: same thresholds, step, window and bounds) moves a difficulty ``d``,
 and a start is a random demonstration's state ``s_i`` with ``i = round((1 - d') T)``, ``d'`` uniform in
 ``[d - step, d]`` (the band the schedule has just reached, as Backplay samples a window). So ``d = 0``

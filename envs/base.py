@@ -7,9 +7,10 @@
 - the action: a delta pose of the held object in [-1, 1]^6, scaled by ``max_translation`` /
   ``max_rotation``, masked per DoF and expressed in the task frame, with the command-lead guard;
 - the step skeleton: apply the action, step physics, observe, let the task score the step;
-- the start-state reset protocol (``reset(options=...)`` takes what ``get_start_state`` returns),
-  save/restore of the whole episode, and rendering through the task's camera, also between
-  actions at a given frame rate for real-time videos (``set_frame_callback``).
+- the start-state reset protocol (``reset(options=...)`` takes what ``get_start_state`` returns,
+  the held object's velocity included: a state taken mid-motion is observed as it was),
+  save/restore of the whole episode, and rendering through the task's camera, also between actions
+  at a given frame rate for real-time videos (``set_frame_callback``).
 """
 
 from __future__ import annotations
@@ -28,10 +29,24 @@ from envs.geometry import quat_angle, quat_from_rotvec, quat_multiply, quat_sler
 from envs.robots import ROBOT_CLASSES, make_robot
 from envs.scene import add_ground
 from envs.sim import Simulator
-from envs.task import SceneSpec, Task
+from envs.task import HELD_VELOCITY, SceneSpec, Task
 
 ACTION_DIM = 6  # x y z roll pitch yaw
 COMMAND_LEAD_STEPS = 2.0  # the commanded pose may lead the measured one by at most this many max-size actions
+
+
+def check_held_velocity(value) -> tuple:
+    """The ``held_velocity`` reset option as 6 floats, or a ``ValueError`` naming it."""
+    try:
+        velocity = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        velocity = None
+    if velocity is None or velocity.shape != (6,) or not np.all(np.isfinite(velocity)):
+        raise ValueError(
+            f"reset option {HELD_VELOCITY!r} must be 6 finite numbers [vx, vy, vz, wx, wy, wz] "
+            f"(m/s, rad/s, task frame), got {value!r}"
+        )
+    return tuple(velocity.tolist())
 
 
 class InsertionEnv(gym.Env):
@@ -66,11 +81,19 @@ class InsertionEnv(gym.Env):
     # ================================================================== reset
     def reset(self, *, seed: Optional[int] = None, options: Optional[Dict[str, Any]] = None):
         super().reset(seed=seed)
+        held_velocity = None
+        if isinstance(options, dict) and HELD_VELOCITY in options:
+            options = dict(options)
+            held_velocity = check_held_velocity(options.pop(HELD_VELOCITY))
         options = self.task.check_options(options)
         self._build(self.task.sample_scene(self.np_random))
         held = (self.robot.held_body, self.robot.held_link)
         pos, quat = self.task.reset_objects(self.sim, held, self.np_random, options)
         self.robot.reset(pos, quat)
+        if held_velocity is not None:
+            c, s = self.task.frame_yaw()  # task frame -> world
+            vx, vy, vz, wx, wy, wz = held_velocity
+            self.robot.set_held_velocity((*yaw_rotate(c, s, vx, vy), vz), (*yaw_rotate(c, s, wx, wy), wz))
         self._command_pos, self._command_quat = pos, quat
         self._needs_reset = False
         self._elapsed_steps = 0
@@ -180,8 +203,13 @@ class InsertionEnv(gym.Env):
 
     # ================================================================== state
     def get_start_state(self) -> Dict[str, list]:
-        """The current state in the form ``reset(options=...)`` accepts."""
-        return self.task.start_state(self.robot.held_pose())
+        """The current state in the form ``reset(options=...)`` accepts: the task's poses and the held
+        object's velocity (task frame). Without the velocity a state taken mid-motion would restart at
+        rest, and a policy that reads velocities would see a different state than the one recorded."""
+        pos, quat, linear, angular = self.robot.held_state()
+        c, s = self.task.frame_yaw()  # world -> task frame: rotate by -yaw
+        (vx, vy), (wx, wy) = yaw_rotate(c, -s, *linear[:2]), yaw_rotate(c, -s, *angular[:2])
+        return {**self.task.start_state((pos, quat)), HELD_VELOCITY: [vx, vy, linear[2], wx, wy, angular[2]]}
 
     def perturb_start_state(self, start: Dict[str, Any], rng: np.random.Generator, scale: float) -> Dict[str, Any]:
         """``start`` with the objects the robot does not move displaced at random (``Task.perturb_start``),

@@ -46,9 +46,9 @@ from envs.rewards import KeypointReward
 from envs.robots import HeldObjectSpec
 from envs.scene import FLOOR_THICKNESS, add_dynamic_box, add_tray, box_shapes, tray_boxes
 from envs.sim import Camera, Simulator
-from envs.task import HeldState, Pose, SceneSpec, Task
+from envs.task import HELD_VELOCITY, HeldState, Pose, SceneSpec, Task
 
-RESET_OPTION_KEYS = ("held_pose", "object_poses", "tray_pose")
+RESET_OPTION_KEYS = ("held_pose", "object_poses", "tray_pose", "object_velocities", HELD_VELOCITY)
 HELD_BOX_MASS = 0.1
 DEFAULT_FRICTION = 0.5
 BOX_COLOR = [0.2, 0.45, 0.8, 1.0]
@@ -236,6 +236,7 @@ class PackedObjectsTask(Task):
             "held_pose": ((6,), "6 finite numbers [x, y, z, roll, pitch, yaw]"),
             "tray_pose": ((3,), "3 finite numbers [x, y, yaw]"),
             "object_poses": ((n, 3), f"{n} [x, y, yaw] triples of finite numbers (one per packed box)"),
+            "object_velocities": ((n, 6), f"{n} rows [vx, vy, vz, wx, wy, wz] of finite numbers (tray frame)"),
         }
         checked = {}
         for key, (shape, requirement) in shapes.items():
@@ -269,7 +270,7 @@ class PackedObjectsTask(Task):
             object_poses = self._sample(rng, self._occluded_poses, self._objects_problem, "occluder ranges")
         else:
             self._raise_if(self._objects_problem(object_poses))
-        self._place_boxes(object_poses)
+        self._place_boxes(object_poses, options.get("object_velocities"))
 
         held_pose = options.get("held_pose")
         if held_pose is None:
@@ -345,15 +346,19 @@ class PackedObjectsTask(Task):
         self._tray_rotation = quat_to_matrix(quat)
         self._tray_cos, self._tray_sin = math.cos(yaw), math.sin(yaw)
 
-    def _place_boxes(self, object_poses: np.ndarray) -> None:
+    def _place_boxes(self, object_poses: np.ndarray, velocities: Optional[np.ndarray] = None) -> None:
+        """Boxes at their tray-frame poses, at rest or with tray-frame ``velocities`` (one row of 6 per box)."""
         client, yaw = self._sim.client, self._tray_pose[2]
-        for body, pose in zip(self._box_ids, object_poses):
+        world = np.zeros((len(self._box_ids), 2, 3))
+        if velocities is not None:  # row vectors: v_world = v_tray @ R^T
+            world = velocities.reshape(-1, 2, 3) @ self._tray_rotation.T
+        for body, pose, velocity in zip(self._box_ids, object_poses, world.reshape(-1, 6).tolist()):
             centre, _, _ = self._box_obb(pose)
             position = self._tray_origin + self._tray_rotation @ centre
             client.resetBasePositionAndOrientation(
                 body, position.tolist(), pybullet.getQuaternionFromEuler([0.0, 0.0, yaw + pose[2]])
             )
-            client.resetBaseVelocity(body, [0, 0, 0], [0, 0, 0])
+            client.resetBaseVelocity(body, velocity[:3], velocity[3:])
 
     def _held_world_pose(self, held_pose: np.ndarray) -> Pose:
         """World centre and quaternion of the held box from its tray-frame ``held_pose``."""
@@ -465,8 +470,15 @@ class PackedObjectsTask(Task):
         return {
             "tray_pose": self._tray_pose.tolist(),
             "object_poses": self._object_poses(inverse_pos, inverse_quat),
+            "object_velocities": self._object_velocities(),
             "held_pose": [*bottom.tolist(), *rpy],
         }
+
+    def _object_velocities(self) -> List[List[float]]:
+        """Each packed box's [vx, vy, vz, wx, wy, wz] in the tray frame."""
+        client = self._sim.client
+        world = np.array([[*v, *w] for v, w in (client.getBaseVelocity(body) for body in self._box_ids)])
+        return (world.reshape(-1, 2, 3) @ self._tray_rotation).reshape(-1, 6).tolist()
 
     def _object_poses(self, inverse_pos, inverse_quat) -> List[List[float]]:
         poses = []

@@ -31,9 +31,9 @@ from envs.rewards import KeypointReward
 from envs.robots import HeldObjectSpec
 from envs.scene import FLOOR_THICKNESS, add_hole
 from envs.sim import Camera, Simulator
-from envs.task import HeldState, Pose, SceneSpec, Task
+from envs.task import HELD_VELOCITY, HeldState, Pose, SceneSpec, Task
 
-RESET_OPTION_KEYS = ("peg_pose", "hole_pose")
+RESET_OPTION_KEYS = ("peg_pose", "hole_pose", HELD_VELOCITY)
 OPTION_SIZES = {"peg_pose": 6, "hole_pose": 3}
 PEG_MASS = 0.1
 DEFAULT_FRICTION = 0.5

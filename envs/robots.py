@@ -4,6 +4,8 @@ Both robots expose the same interface, so tasks never know which one runs:
 
 - ``build(held)``: create the robot and the object it holds (``held_body``, ``held_link``);
 - ``reset(pos, quat)``: teleport so the held object is at the given pose, at rest;
+- ``set_held_velocity(linear, angular)``: after a reset, give the held object a velocity (world
+  frame), so a start state taken mid-motion looks and moves as it did;
 - ``command(pos, quat, current=None)``: target pose of the held object for the next physics
   steps (``current``: its measured pose, if the caller already has it);
 - ``held_pose()`` / ``held_state()``: the measured state of the held object, which is
@@ -88,6 +90,9 @@ class FloatingRobot:
         self.sim.client.resetBasePositionAndOrientation(self.held_body, pos, quat)
         self.sim.client.resetBaseVelocity(self.held_body, [0, 0, 0], [0, 0, 0])
         self.command(pos, quat)
+
+    def set_held_velocity(self, linear: Sequence[float], angular: Sequence[float]) -> None:
+        self.sim.client.resetBaseVelocity(self.held_body, list(linear), list(angular))
 
     def command(self, pos: Sequence[float], quat: Sequence[float], current: Optional[Pose] = None) -> None:
         self._target = (tuple(pos), tuple(quat))
@@ -254,9 +259,21 @@ class PandaRobot:
             )
         self._send_joint_targets(joints)
 
-    def _set_joints(self, joints: Sequence[float]) -> None:
-        for joint, angle in zip(self.arm_joints, joints):
-            self.sim.client.resetJointState(self.held_body, joint, angle, 0.0)
+    def _set_joints(self, joints: Sequence[float], velocities: Optional[Sequence[float]] = None) -> None:
+        for joint, angle, velocity in zip(self.arm_joints, joints, velocities or [0.0] * len(self.arm_joints)):
+            self.sim.client.resetJointState(self.held_body, joint, angle, velocity)
+
+    def set_held_velocity(self, linear: Sequence[float], angular: Sequence[float]) -> None:
+        """Joint velocities giving the held object this twist: qdot = J^+ [v; w] (the minimum-norm joint
+        velocities; the 7-DoF arm's Jacobian has rank 6 away from singularities, so the twist is exact)."""
+        client_id = self.sim.id
+        joints = [s[0] for s in pybullet.getJointStates(self.held_body, self.arm_joints, physicsClientId=client_id)]
+        jacobian_linear, jacobian_angular = pybullet.calculateJacobian(
+            self.held_body, self.held_link, self._origin, joints, self._zeros, self._zeros, physicsClientId=client_id
+        )
+        jacobian = np.array((*jacobian_linear, *jacobian_angular))
+        velocities = np.linalg.pinv(jacobian) @ np.array([*linear, *angular], dtype=np.float64)
+        self._set_joints(joints, velocities.tolist())
 
     def command(self, pos: Sequence[float], quat: Sequence[float], current: Optional[Pose] = None) -> None:
         self._send_joint_targets(self.differential_ik(pos, quat, current))

@@ -25,6 +25,9 @@ from envs.sim import Camera, Simulator
 
 Pose = Tuple[Sequence[float], Sequence[float]]  # (xyz, quaternion xyzw) in the world
 HeldState = Tuple[Sequence[float], Sequence[float], Sequence[float], Sequence[float]]  # pos, quat, linvel, angvel
+# Reset option of every task, handled by the base env: the held object's velocity [vx, vy, vz, wx, wy, wz]
+# (m/s, rad/s, task frame); absent means at rest. ``get_start_state`` always reports it.
+HELD_VELOCITY = "held_velocity"
 
 
 @dataclass(frozen=True)
