@@ -35,20 +35,6 @@ ACTION_DIM = 6  # x y z roll pitch yaw
 COMMAND_LEAD_STEPS = 2.0  # the commanded pose may lead the measured one by at most this many max-size actions
 
 
-def check_held_velocity(value) -> tuple:
-    """The ``held_velocity`` reset option as 6 floats, or a ``ValueError`` naming it."""
-    try:
-        velocity = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        velocity = None
-    if velocity is None or velocity.shape != (6,) or not np.all(np.isfinite(velocity)):
-        raise ValueError(
-            f"reset option {HELD_VELOCITY!r} must be 6 finite numbers [vx, vy, vz, wx, wy, wz] "
-            f"(m/s, rad/s, task frame), got {value!r}"
-        )
-    return tuple(velocity.tolist())
-
-
 class InsertionEnv(gym.Env):
     """Gymnasium environment for one insertion ``Task`` with delta end-effector pose actions."""
 
@@ -81,18 +67,14 @@ class InsertionEnv(gym.Env):
     # ================================================================== reset
     def reset(self, *, seed: Optional[int] = None, options: Optional[Dict[str, Any]] = None):
         super().reset(seed=seed)
-        held_velocity = None
-        if isinstance(options, dict) and HELD_VELOCITY in options:
-            options = dict(options)
-            held_velocity = check_held_velocity(options.pop(HELD_VELOCITY))
         options = self.task.check_options(options)
         self._build(self.task.sample_scene(self.np_random))
         held = (self.robot.held_body, self.robot.held_link)
         pos, quat = self.task.reset_objects(self.sim, held, self.np_random, options)
         self.robot.reset(pos, quat)
-        if held_velocity is not None:
+        if HELD_VELOCITY in options:
             c, s = self.task.frame_yaw()  # task frame -> world
-            vx, vy, vz, wx, wy, wz = held_velocity
+            vx, vy, vz, wx, wy, wz = options[HELD_VELOCITY].tolist()
             self.robot.set_held_velocity((*yaw_rotate(c, s, vx, vy), vz), (*yaw_rotate(c, s, wx, wy), wz))
         self._command_pos, self._command_quat = pos, quat
         self._needs_reset = False

@@ -46,9 +46,8 @@ from envs.rewards import KeypointReward
 from envs.robots import HeldObjectSpec
 from envs.scene import FLOOR_THICKNESS, add_dynamic_box, add_tray, box_shapes, tray_boxes
 from envs.sim import Camera, Simulator
-from envs.task import HELD_VELOCITY, HeldState, Pose, SceneSpec, Task
+from envs.task import HeldState, OptionShapes, Pose, SceneSpec, Task
 
-RESET_OPTION_KEYS = ("held_pose", "object_poses", "tray_pose", "object_velocities", HELD_VELOCITY)
 HELD_BOX_MASS = 0.1
 DEFAULT_FRICTION = 0.5
 BOX_COLOR = [0.2, 0.45, 0.8, 1.0]
@@ -140,7 +139,6 @@ def _boxes_overlap(config: PackedObjectsConfig, object_poses: np.ndarray) -> boo
 class PackedObjectsTask(Task):
     """Nodes: the held box (0), the packed boxes (1..N), the tray with the held box's slot (N + 1)."""
 
-    reset_option_keys = RESET_OPTION_KEYS
     ground_collides = True  # a box pushed out of the tray lands beside it (the tray's bottom is at z = 0)
 
     def __init__(self, config: PackedObjectsConfig):
@@ -223,33 +221,14 @@ class PackedObjectsTask(Task):
         self._boxes_built = getattr(self, "_boxes_built", 0) + 1
 
     # ================================================================== reset
-    def check_options(self, options: Optional[Dict[str, Any]]) -> Dict[str, Any]:
-        if options is None:
-            return {}
-        if not isinstance(options, dict):
-            raise ValueError(f"reset options must be a dict, got {type(options).__name__}")
-        unknown = sorted(set(options) - set(RESET_OPTION_KEYS))
-        if unknown:
-            raise ValueError(f"unknown reset option(s) {unknown}; valid options are {list(RESET_OPTION_KEYS)}")
+    def option_shapes(self) -> OptionShapes:
         n = self.config.num_objects
-        shapes = {
+        return {
             "held_pose": ((6,), "6 finite numbers [x, y, z, roll, pitch, yaw]"),
             "tray_pose": ((3,), "3 finite numbers [x, y, yaw]"),
             "object_poses": ((n, 3), f"{n} [x, y, yaw] triples of finite numbers (one per packed box)"),
             "object_velocities": ((n, 6), f"{n} rows [vx, vy, vz, wx, wy, wz] of finite numbers (tray frame)"),
         }
-        checked = {}
-        for key, (shape, requirement) in shapes.items():
-            if options.get(key) is None:
-                continue
-            try:
-                value = np.asarray(options[key], dtype=np.float64)
-            except (TypeError, ValueError):
-                value = None
-            if value is None or value.shape != shape or not np.all(np.isfinite(value)):
-                raise ValueError(f"reset option {key!r} must be {requirement}, got {options[key]!r}")
-            checked[key] = value
-        return checked
 
     def reset_objects(self, sim: Simulator, held, rng: np.random.Generator, options: Dict[str, Any]) -> Pose:
         cfg, rand = self.config, self.config.randomization

@@ -31,10 +31,8 @@ from envs.rewards import KeypointReward
 from envs.robots import HeldObjectSpec
 from envs.scene import FLOOR_THICKNESS, add_hole
 from envs.sim import Camera, Simulator
-from envs.task import HELD_VELOCITY, HeldState, Pose, SceneSpec, Task
+from envs.task import HeldState, OptionShapes, Pose, SceneSpec, Task
 
-RESET_OPTION_KEYS = ("peg_pose", "hole_pose", HELD_VELOCITY)
-OPTION_SIZES = {"peg_pose": 6, "hole_pose": 3}
 PEG_MASS = 0.1
 DEFAULT_FRICTION = 0.5
 IDENTITY = np.eye(3)[None]  # the goal orientation in the hole frame, for one object
@@ -48,7 +46,6 @@ class PegInsertionTask(Task):
     """A peg (node 0, held) and a hole (node 1); the keypoint reward pulls the peg's axis into the hole."""
 
     max_nodes = 2
-    reset_option_keys = RESET_OPTION_KEYS
 
     def __init__(self, config: PegInsertionConfig):
         super().__init__(config)
@@ -83,26 +80,11 @@ class PegInsertionTask(Task):
         )
 
     # ================================================================== reset
-    def check_options(self, options: Optional[Dict[str, Any]]) -> Dict[str, Any]:
-        if options is None:
-            return {}
-        if not isinstance(options, dict):
-            raise ValueError(f"reset options must be a dict, got {type(options).__name__}")
-        unknown = sorted(set(options) - set(RESET_OPTION_KEYS))
-        if unknown:
-            raise ValueError(f"unknown reset option(s) {unknown}; valid options are {list(RESET_OPTION_KEYS)}")
-        checked = {}
-        for key, size in OPTION_SIZES.items():
-            if options.get(key) is None:
-                continue
-            try:
-                value = np.asarray(options[key], dtype=np.float64)
-            except (TypeError, ValueError):
-                raise ValueError(f"reset option {key!r} must be {size} numbers, got {options[key]!r}") from None
-            if value.shape != (size,) or not np.all(np.isfinite(value)):
-                raise ValueError(f"reset option {key!r} must be {size} finite numbers, got {options[key]!r}")
-            checked[key] = value
-        return checked
+    def option_shapes(self) -> OptionShapes:
+        return {
+            "peg_pose": ((6,), "6 finite numbers [x, y, z, roll, pitch, yaw]"),
+            "hole_pose": ((3,), "3 finite numbers [x, y, yaw]"),
+        }
 
     def reset_objects(self, sim: Simulator, held, rng: np.random.Generator, options: Dict[str, Any]) -> Pose:
         cfg, rand = self.config, self.config.randomization

@@ -28,6 +28,8 @@ HeldState = Tuple[Sequence[float], Sequence[float], Sequence[float], Sequence[fl
 # Reset option of every task, handled by the base env: the held object's velocity [vx, vy, vz, wx, wy, wz]
 # (m/s, rad/s, task frame); absent means at rest. ``get_start_state`` always reports it.
 HELD_VELOCITY = "held_velocity"
+OptionShapes = Dict[str, Tuple[Tuple[int, ...], str]]  # reset option -> (array shape, what it must be)
+HELD_VELOCITY_REQUIREMENT = "6 finite numbers [vx, vy, vz, wx, wy, wz] (m/s, rad/s, task frame)"
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,6 @@ class Task:
     """Base class of insertion tasks; every method below is called by ``InsertionEnv``."""
 
     max_nodes: int  # nodes of the graph observation (held object first)
-    reset_option_keys: Tuple[str, ...]  # the keys ``reset(options=...)`` accepts
     # Whether free objects collide with the ground plane. Without it an object pushed out of the scene
     # falls forever, and its unbounded coordinates swamp the observation normaliser's statistics.
     ground_collides: bool = False
@@ -51,9 +52,33 @@ class Task:
         self.config = config
 
     # -- reset -------------------------------------------------------------------------------------------
-    def check_options(self, options: Optional[Dict[str, Any]]) -> Dict[str, Any]:
-        """Validated reset options (``ValueError`` naming a bad or unknown key)."""
+    def option_shapes(self) -> OptionShapes:
+        """The task's own reset options: key -> (array shape, what it must be, for the error message)."""
         raise NotImplementedError
+
+    def check_options(self, options: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+        """Validated reset options as float arrays (``ValueError`` naming a bad or unknown key): the task's
+        ``option_shapes`` plus ``HELD_VELOCITY``, which every task accepts (the base env applies it)."""
+        if options is None:
+            return {}
+        if not isinstance(options, dict):
+            raise ValueError(f"reset options must be a dict, got {type(options).__name__}")
+        shapes = {**self.option_shapes(), HELD_VELOCITY: ((6,), HELD_VELOCITY_REQUIREMENT)}
+        unknown = sorted(set(options) - set(shapes))
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {unknown}; valid options are {list(shapes)}")
+        checked = {}
+        for key, (shape, requirement) in shapes.items():
+            if options.get(key) is None:
+                continue
+            try:
+                value = np.asarray(options[key], dtype=np.float64)
+            except (TypeError, ValueError):
+                value = None
+            if value is None or value.shape != shape or not np.all(np.isfinite(value)):
+                raise ValueError(f"reset option {key!r} must be {requirement}, got {options[key]!r}")
+            checked[key] = value
+        return checked
 
     def sample_scene(self, rng: np.random.Generator) -> SceneSpec:
         """The scene of the next episode (randomized dimensions)."""

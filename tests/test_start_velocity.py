@@ -23,12 +23,11 @@ def moving_state(env_id: str, robot: str):
     env = gym.make(env_id, robot=robot)
     obs, _ = env.reset(seed=3)
     if env_id == envs.PEG_INSERTION_ID:
-        actions = [np.array([0.6, -0.4, -1.0, 0.3, -0.2, 0.5], np.float32)] * 3
+        steps, policy = 3, lambda obs: [0.6, -0.4, -1.0, 0.3, -0.2, 0.5]
     else:
-        policy = ScriptedPackingPolicy(env)
-        actions = None
-    for step in range(3 if actions else 14):
-        obs, *_ = env.step(actions[step] if actions else np.asarray(policy(obs), np.float32))
+        steps, policy = 14, ScriptedPackingPolicy(env)
+    for _ in range(steps):
+        obs, *_ = env.step(np.asarray(policy(obs), np.float32))
     state = env.unwrapped.get_start_state()
     env.close()
     return obs, state
