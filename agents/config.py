@@ -258,6 +258,10 @@ class DemoCloningConfig:
     batch_size: int = 256  # demonstration pairs per minibatch step
     pretrain_steps: int = 2000  # Adam steps of cloning alone, actor only, before the first rollout (0: none)
     pretrain_learning_rate: float = 1e-3
+    # True: the observation statistics are fitted on the demonstrations' observations and then kept, never
+    # merged with rollouts. A curriculum's first rollouts come from a few near-goal states, and merging them
+    # moved the inputs the cloned actor was fitted on so far that it lost every start it had solved.
+    keep_demo_statistics: bool = False
 
 
 def validate_demo_cloning_config(cfg) -> None:

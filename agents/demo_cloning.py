@@ -64,17 +64,19 @@ class DemoCloning:
         self.episodes = len(demonstrations)
         self.observations = stack_obs([o for d in demonstrations for o in d.observations])
         self.actions = torch.as_tensor(np.stack([a for d in demonstrations for a in d.actions]), dtype=torch.float32)
-        if trainer.state.updates == 0 and self.cfg.pretrain_steps > 0:  # a resumed run has its trained model
-            self.pretrain(trainer.model)
+        if trainer.state.updates == 0:  # a resumed run has its trained model and statistics
+            if self.cfg.pretrain_steps > 0 or self.cfg.keep_demo_statistics:
+                trainer.model.update_normalizer(self.observations)
+            if self.cfg.pretrain_steps > 0:
+                self.pretrain(trainer.model)
+        trainer.update_observation_statistics = not self.cfg.keep_demo_statistics
         self._set_weight(trainer.state.updates)
         trainer.algorithm.auxiliary_actor_loss = self.loss
 
     def pretrain(self, model: torch.nn.Module) -> None:
         """DAPG's first phase: clone the demonstrations into the actor alone before the first rollout. The
-        observation statistics first take in the demonstrations' observations, so that the first rollouts
-        (which add theirs) do not move the inputs the cloned actor was fitted on from zero-information
-        statistics."""
-        model.update_normalizer(self.observations)
+        observation statistics have taken in the demonstrations' observations first (``after_build``), so
+        the cloned actor is fitted on inputs normalised by informative statistics, not the initial ones."""
         optimizer = torch.optim.Adam(model.actor_parameters(), lr=self.cfg.pretrain_learning_rate)
         for _ in range(self.cfg.pretrain_steps):
             loss = self._batch_loss(model)

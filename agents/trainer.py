@@ -131,6 +131,8 @@ class Trainer:
         if len({p.name for p in self.plugins}) != len(self.plugins):
             raise ValueError(f"plugin names must be unique, got {[p.name for p in self.plugins]}")
         self.batch_size = cfg.num_envs * cfg.rollout_steps
+        # False keeps the model's observation statistics as they are (demo_cloning.keep_demo_statistics).
+        self.update_observation_statistics = True
         self.eval_env: Optional[gym.Env] = None
 
     # ------------------------------------------------------------------ build
@@ -198,7 +200,8 @@ class Trainer:
         if not (all(math.isfinite(v) for v in metrics.values()) and _parameters_finite(self.model)):
             return self._skip_update(before, metrics)
         self._skipped_in_a_row = 0
-        self.model.update_normalizer(self.buffer.full_batch().obs)
+        if self.update_observation_statistics:
+            self.model.update_normalizer(self.buffer.full_batch().obs)
         return metrics
 
     def _skip_update(self, before: tuple, metrics: Dict[str, float]) -> Dict[str, float]:

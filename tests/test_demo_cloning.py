@@ -187,3 +187,19 @@ def test_no_plugin_at_weight_zero():
 
     assert [type(p).__name__ for p in build_plugins(compose_train(PACKED))] == ["DemoCloning"]
     assert build_plugins(compose_train([*PACKED, "demo_cloning.weight=0"])) == []
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_keep_demo_statistics_keeps_the_observation_statistics_of_the_demonstrations(tmp_path, keep):
+    overrides = [*PACKED, "total_steps=128", f"demo_cloning.keep_demo_statistics={keep}"]
+    cfg = compose_train(overrides)
+    train(cfg, tmp_path / "run")
+    trained = ckpt.load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")["model"]
+    plugin = DemoCloning(cfg.demo_cloning, cfg)
+    plugin.after_build(stub_trainer(updates=3))  # records the run's demonstrations again
+    demos_only = graph_model(cfg)
+    demos_only.update_normalizer(plugin.observations)
+    statistics = {k: v for k, v in demos_only.state_dict().items() if k.startswith("obs_normalizer.")}
+    assert statistics and all(k in trained for k in statistics)
+    same = all(torch.equal(trained[k], v) for k, v in statistics.items())
+    assert same == keep  # merged with the rollouts, the counts and means move
