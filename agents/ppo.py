@@ -42,6 +42,9 @@ class PPOConfig:
     target_kl: Optional[float] = None
     kl_early_stop: bool = True  # stop the whole update when a minibatch KL exceeds kl_stop_factor * target_kl
     kl_stop_factor: float = 1.5  # 1.5 as SB3; 1.0 makes target_kl a hard limit
+    # With the early stop: also undo the actor's last optimizer step, the one that crossed the limit, so an
+    # update never ends beyond it (one Adam step can: its first steps move every weight by the full lr).
+    kl_rollback: bool = False
     kl_penalty: bool = False  # PPO-penalty, eq. (8): adds beta * KL to the loss, beta adapted per update
     init_beta: float = 1.0
     kl_adaptive_lr: bool = False  # actor lr /1.5 if KL > 2 target, *1.5 if KL < target / 2
@@ -77,6 +80,8 @@ def validate_ppo_config(config: PPOConfig) -> PPOConfig:
         raise ValueError(f"min_lr ({config.min_lr}) must be <= max_lr ({config.max_lr})")
     if (config.kl_penalty or config.kl_adaptive_lr) and config.target_kl is None:
         raise ValueError("kl_penalty and kl_adaptive_lr need target_kl")
+    if config.kl_rollback and (config.target_kl is None or not config.kl_early_stop):
+        raise ValueError("kl_rollback needs target_kl and kl_early_stop")
     if config.clip_value_loss and config.clip_coef is None and config.value_clip_coef is None:
         raise ValueError("clip_value_loss needs value_clip_coef (or clip_coef)")
     return config
@@ -268,6 +273,15 @@ class PPO:
         self._clip_and_step()
         return False, logs
 
+    @torch.no_grad()
+    def _roll_back(self, saved: Optional[list]) -> bool:
+        """Put the actor's parameters back to ``saved`` (kl_rollback; None: nothing to undo)."""
+        if saved is None:
+            return False
+        for parameter, value in zip(self.actor_parameters, saved):
+            parameter.copy_(value)
+        return True
+
     def _adapt(self, kl: float) -> None:
         """Per-update adaptation of beta and the actor learning rate from the final KL."""
         cfg = self.config
@@ -290,14 +304,19 @@ class PPO:
         stop_kl = cfg.kl_stop_factor * cfg.target_kl if cfg.target_kl is not None and cfg.kl_early_stop else None
         old_log_probs = self._log_probs(buffer, minibatch_size)
 
-        history, num_updates, early_stopped = [], 0, False
+        history, num_updates, early_stopped, rolled_back = [], 0, False, False
+        before_last_step = None  # the actor's parameters before the last step taken (with kl_rollback)
         for _ in range(cfg.num_epochs):
             for mb in buffer.minibatches(minibatch_size):
+                before = [p.detach().clone() for p in self.actor_parameters] if cfg.kl_rollback else None
                 early_stopped, logs = self._minibatch_step(mb, old_log_probs, stop_kl)
                 history.append(logs)
                 if early_stopped:
+                    rolled_back = self._roll_back(before_last_step)
+                    num_updates -= int(rolled_back)
                     break
                 num_updates += 1
+                before_last_step = before
             if early_stopped:
                 break
 
@@ -313,6 +332,8 @@ class PPO:
             early_stopped=float(early_stopped),
             explained_variance=explained_variance(buffer.values.flatten(), buffer.returns.flatten()),
         )
+        if cfg.kl_rollback:
+            metrics["rolled_back"] = float(rolled_back)
         return metrics
 
     def state_dict(self) -> dict:

@@ -72,6 +72,29 @@ def test_kl_early_stop_triggers_with_tiny_target_and_large_lr():
     assert metrics["early_stopped"] == 0.0 and metrics["num_updates"] == 2 * 64 // 16
 
 
+def test_kl_rollback_undoes_the_step_that_crossed_the_limit():
+    """One step at a huge lr overshoots the limit: with kl_rollback the actor ends where it started (its
+    KL over the rollout 0), the critic keeps its step; without it the actor keeps the overshooting step."""
+    config = dict(learning_rate=0.1, num_epochs=10, minibatch_size=16, target_kl=1e-6)
+    for rollback in (True, False):
+        model, buffer = setup()
+        actor_before = [p.detach().clone() for p in model.actor_parameters()]
+        critic_before = [p.detach().clone() for p in model.critic_parameters()]
+        metrics = PPO(model, PPOConfig(**config, kl_rollback=rollback)).update(buffer)
+        actor_unchanged = all(torch.equal(a, b) for a, b in zip(actor_before, model.actor_parameters()))
+        assert actor_unchanged == rollback and metrics.get("rolled_back") == (1.0 if rollback else None)
+        assert metrics["num_updates"] == (0 if rollback else 1) and metrics["early_stopped"] == 1.0
+        assert (metrics["approx_kl"] == 0.0) == rollback
+        assert not all(torch.equal(a, b) for a, b in zip(critic_before, model.critic_parameters()))
+
+
+def test_kl_rollback_needs_the_early_stop():
+    with pytest.raises(ValueError, match="kl_rollback needs target_kl and kl_early_stop"):
+        PPO(setup()[0], PPOConfig(kl_rollback=True))
+    with pytest.raises(ValueError, match="kl_rollback needs target_kl and kl_early_stop"):
+        PPO(setup()[0], PPOConfig(kl_rollback=True, target_kl=0.01, kl_early_stop=False))
+
+
 def test_adaptive_beta_and_learning_rate_rules():
     assert adapt_beta(1.0, kl=0.02, target_kl=0.01) == 2.0
     assert adapt_beta(1.0, kl=0.005, target_kl=0.01) == 0.5
