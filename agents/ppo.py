@@ -266,7 +266,7 @@ class PPO:
             finally:
                 wait([critic])  # never leave the critic thread writing gradients behind an error
             logs.update(critic.result())
-        logs = {k: logs[k] for k in MINIBATCH_LOGS}
+        logs = {**{k: logs[k] for k in MINIBATCH_LOGS}, "kl": kl.item()}
         if stop:
             self.optimizer.zero_grad(set_to_none=True)
             return True, logs
@@ -304,7 +304,7 @@ class PPO:
         stop_kl = cfg.kl_stop_factor * cfg.target_kl if cfg.target_kl is not None and cfg.kl_early_stop else None
         old_log_probs = self._log_probs(buffer, minibatch_size)
 
-        history, num_updates, early_stopped, rolled_back = [], 0, False, False
+        history, num_updates, early_stopped, rolled_back, overshoot_kl = [], 0, False, False, 0.0
         before_last_step = None  # the actor's parameters before the last step taken (with kl_rollback)
         for _ in range(cfg.num_epochs):
             for mb in buffer.minibatches(minibatch_size):
@@ -314,6 +314,7 @@ class PPO:
                 if early_stopped:
                     rolled_back = self._roll_back(before_last_step)
                     num_updates -= int(rolled_back)
+                    overshoot_kl = logs["kl"]  # what the undone step reached: the KL adaptation sees it
                     break
                 num_updates += 1
                 before_last_step = before
@@ -322,8 +323,8 @@ class PPO:
 
         # KL(old || new) over the whole rollout after the update.
         final_kl = approx_kl(self._log_probs(buffer, minibatch_size) - old_log_probs).item()
-        self._adapt(final_kl)
-        metrics = {k: sum(h[k] for h in history) / len(history) for k in history[0]}
+        self._adapt(max(final_kl, overshoot_kl) if rolled_back else final_kl)
+        metrics = {k: sum(h[k] for h in history) / len(history) for k in MINIBATCH_LOGS}
         metrics.update(
             approx_kl=final_kl,
             beta=self.beta,

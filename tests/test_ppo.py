@@ -220,3 +220,13 @@ def test_parallel_critic_runs_the_critic_in_another_thread_unless_the_encoder_is
         setattr(model, name, record)
     PPO(model, PPOConfig(num_epochs=1, minibatch_size=32)).update(buffer)
     assert threads == ({True} if shared_encoder else {False})
+
+
+def test_a_rolled_back_update_lowers_the_kl_adaptive_learning_rate():
+    """The undone step's KL, not the KL of 0 left after undoing it, drives the adaptation."""
+    model, buffer = setup()
+    config = PPOConfig(learning_rate=0.01, minibatch_size=16, target_kl=1e-6, kl_rollback=True, kl_adaptive_lr=True)
+    ppo = PPO(model, config)
+    metrics = ppo.update(buffer)
+    assert metrics["rolled_back"] == 1.0 and metrics["approx_kl"] == 0.0
+    assert ppo.learning_rate == pytest.approx(0.01 / 1.5)
