@@ -192,8 +192,9 @@ class Trainer:
 
     def update(self) -> Dict[str, float]:
         """Update the policy (progress drives lr annealing), then merge the rollout into the observation
-        statistics: acting, the stored log-probs and values, and the update all normalise with the same
-        statistics, so the update's importance ratios are taken against the policy that collected the data."""
+        statistics (unless ``update_observation_statistics`` is False): acting, the stored log-probs and
+        values, and the update all normalise with the same statistics, so the update's importance ratios
+        are taken against the policy that collected the data."""
         progress = min(1.0, self.state.global_step / self.cfg.total_steps)
         before = copy.deepcopy((self.model.state_dict(), self.algorithm.state_dict()))
         metrics = self.algorithm.update(self.buffer, progress=progress)
