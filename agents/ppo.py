@@ -249,7 +249,8 @@ class PPO:
             actor_loss, kl, logs = self._actor_loss(dist, mb, old_log_probs)
             critic_loss, critic_logs = self._critic_loss(values, mb)
             logs.update(critic_logs)
-            stop = stop_kl is not None and kl.item() > stop_kl
+            kl_value = kl.item()
+            stop = stop_kl is not None and kl_value > stop_kl
             if not stop:
                 (actor_loss + critic_loss).backward()
         else:
@@ -260,13 +261,14 @@ class PPO:
             critic = self._critic_thread.submit(self._critic_backward, mb)
             try:
                 actor_loss, kl, logs = self._actor_loss(self.model.distribution(mb.obs), mb, old_log_probs)
-                stop = stop_kl is not None and kl.item() > stop_kl
+                kl_value = kl.item()
+                stop = stop_kl is not None and kl_value > stop_kl
                 if not stop:
                     actor_loss.backward()
             finally:
                 wait([critic])  # never leave the critic thread writing gradients behind an error
             logs.update(critic.result())
-        logs = {**{k: logs[k] for k in MINIBATCH_LOGS}, "kl": kl.item()}
+        logs = {**{k: logs[k] for k in MINIBATCH_LOGS}, "kl": kl_value}
         if stop:
             self.optimizer.zero_grad(set_to_none=True)
             return True, logs
@@ -312,9 +314,9 @@ class PPO:
                 early_stopped, logs = self._minibatch_step(mb, old_log_probs, stop_kl)
                 history.append(logs)
                 if early_stopped:
-                    rolled_back = self._roll_back(before_last_step)
-                    num_updates -= int(rolled_back)
-                    overshoot_kl = logs["kl"]  # what the undone step reached: the KL adaptation sees it
+                    if self._roll_back(before_last_step):
+                        rolled_back, num_updates = True, num_updates - 1
+                        overshoot_kl = logs["kl"]  # what the undone step reached: the KL adaptation sees it
                     break
                 num_updates += 1
                 before_last_step = before
@@ -323,7 +325,7 @@ class PPO:
 
         # KL(old || new) over the whole rollout after the update.
         final_kl = approx_kl(self._log_probs(buffer, minibatch_size) - old_log_probs).item()
-        self._adapt(max(final_kl, overshoot_kl) if rolled_back else final_kl)
+        self._adapt(max(final_kl, overshoot_kl))
         metrics = {k: sum(h[k] for h in history) / len(history) for k in MINIBATCH_LOGS}
         metrics.update(
             approx_kl=final_kl,

@@ -25,7 +25,7 @@ import pybullet
 from gymnasium import spaces
 
 from envs import graph_obs
-from envs.geometry import quat_angle, quat_from_rotvec, quat_multiply, quat_slerp, yaw_rotate
+from envs.geometry import quat_angle, quat_from_rotvec, quat_multiply, quat_slerp, yaw_rotate, yaw_rotate_twist
 from envs.robots import ROBOT_CLASSES, make_robot
 from envs.scene import add_ground
 from envs.sim import Simulator
@@ -74,8 +74,8 @@ class InsertionEnv(gym.Env):
         self.robot.reset(pos, quat)
         if HELD_VELOCITY in options:
             c, s = self.task.frame_yaw()  # task frame -> world
-            vx, vy, vz, wx, wy, wz = options[HELD_VELOCITY].tolist()
-            self.robot.set_held_velocity((*yaw_rotate(c, s, vx, vy), vz), (*yaw_rotate(c, s, wx, wy), wz))
+            twist = yaw_rotate_twist(c, s, options[HELD_VELOCITY].tolist())
+            self.robot.set_held_velocity(twist[:3], twist[3:])
         self._command_pos, self._command_quat = pos, quat
         self._needs_reset = False
         self._elapsed_steps = 0
@@ -190,8 +190,7 @@ class InsertionEnv(gym.Env):
         rest, and a policy that reads velocities would see a different state than the one recorded."""
         pos, quat, linear, angular = self.robot.held_state()
         c, s = self.task.frame_yaw()  # world -> task frame: rotate by -yaw
-        (vx, vy), (wx, wy) = yaw_rotate(c, -s, *linear[:2]), yaw_rotate(c, -s, *angular[:2])
-        return {**self.task.start_state((pos, quat)), HELD_VELOCITY: [vx, vy, linear[2], wx, wy, angular[2]]}
+        return {**self.task.start_state((pos, quat)), HELD_VELOCITY: yaw_rotate_twist(c, -s, [*linear, *angular])}
 
     def perturb_start_state(self, start: Dict[str, Any], rng: np.random.Generator, scale: float) -> Dict[str, Any]:
         """``start`` with the objects the robot does not move displaced at random (``Task.perturb_start``),

@@ -8,7 +8,7 @@ and the environment step is a hot path.
 from __future__ import annotations
 
 import math
-from typing import Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import numpy as np
 import pybullet
@@ -77,6 +77,12 @@ def quat_slerp(a: Sequence[float], b: Sequence[float], fraction: float) -> Quat:
 def yaw_rotate(c: float, s: float, x: float, y: float) -> Tuple[float, float]:
     """Rotate (x, y) by the yaw whose cosine and sine are (c, s)."""
     return c * x - s * y, s * x + c * y
+
+
+def yaw_rotate_twist(c: float, s: float, twist: Sequence[float]) -> List[float]:
+    """Rotate a twist [vx, vy, vz, wx, wy, wz] about z by the yaw whose cosine and sine are (c, s)."""
+    vx, vy, vz, wx, wy, wz = twist
+    return [*yaw_rotate(c, s, vx, vy), vz, *yaw_rotate(c, s, wx, wy), wz]
 
 
 def quat_to_matrix(quat) -> np.ndarray:

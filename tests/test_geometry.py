@@ -60,3 +60,10 @@ def test_yaw_rotate_matches_matrix():
     c, s = math.cos(yaw), math.sin(yaw)
     matrix = quat_to_matrix(pybullet.getQuaternionFromEuler([0, 0, yaw]))
     np.testing.assert_allclose(yaw_rotate(c, s, 0.3, -0.2), (matrix @ [0.3, -0.2, 0])[:2], atol=1e-12)
+
+
+def test_yaw_rotate_twist_rotates_both_halves_about_z_by_hand():
+    from envs.geometry import yaw_rotate_twist
+
+    # A quarter turn: x -> y, y -> -x; the z components stay.
+    assert yaw_rotate_twist(0.0, 1.0, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]) == [-2.0, 1.0, 3.0, -5.0, 4.0, 6.0]
