@@ -10,7 +10,7 @@ of update k::
 
 Why: on packed objects the arrangement reward gives nothing for the first part of a solution (lowering
 the tilted held box behind an occluder until the occluder moves), and no start-state curriculum taught
-it (README, the packed-objects experiments); the scripted push-then-insert controller does it every time.
+it (docs/experiments/packed_objects.md); the scripted push-then-insert controller does it every time.
 The standard deviation is held fixed in the term (only the mean is cloned): the scripted controller is
 deterministic, and its likelihood would otherwise shrink the policy's exploration noise toward zero.
 

@@ -9,7 +9,7 @@ Why it exists: the adaptive curriculum's near-goal starts (the env's ``start_at_
 interpolate between the goal and the task's starts. On packed objects that means occluders pushed in
 part of the way with the held box already low, and a policy that masters them has not learned what the
 task's own starts need (an occluder pushed in a few millimetres is pushed back differently from one that
-blocks the slot; README, the packed-objects experiments). A demonstration's states lie on a path that
+blocks the slot; docs/experiments/packed_objects.md). A demonstration's states lie on a path that
 works from a real start: the held box tilted behind an occluder, the occluder half pushed back, the
 slot free and the box above it.
 

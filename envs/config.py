@@ -422,7 +422,7 @@ class PackedObjectsConfig(TaskConfig):
     # tolerance and for the held box while unseated, the success test's own criterion. Unlike the keypoint
     # kernel, which is nearly flat across a few millimetres, it charges the full price the moment a
     # seated held box shoves a neighbour out of tolerance, and pays it back the moment an occluder is
-    # pushed home. 0: off. One curriculum probe with weight 1 learned no better (README, packed objects).
+    # pushed home. 0: off. One curriculum probe with weight 1 learned no better (docs/experiments/packed_objects.md).
     in_place_weight: float = 0.0
     # End the episode (terminated, nothing bootstrapped) once the held box is seated while a packed box
     # is out of place (info["is_wedged"]): nothing pushes a neighbour back from under a seated box, and
