@@ -185,6 +185,9 @@ class DemoCurriculumConfig(AdaptiveCurriculumConfig):
     target: ClassVar[Optional[str]] = "curriculum.demo:DemoCurriculum"
     name: str = "demo"
     demonstrations: int = 64  # scripted episodes recorded when training starts; the failed ones are dropped
+    # At difficulty 1, starts drawn from the task's own distribution instead of the demonstrations'
+    # first states: the curriculum's last level is the task itself, not a few dozen fixed starts.
+    task_starts_at_full_difficulty: bool = False
 
 
 @dataclass
@@ -227,6 +230,11 @@ def validate_curriculum_config(cfg) -> None:
         raise ValueError(f"full_distribution_fraction must be in [0, 1], got {cfg.full_distribution_fraction}")
     if cfg.name == "demo" and cfg.demonstrations < 1:
         raise ValueError(f"demonstrations must be >= 1, got {cfg.demonstrations}")
+    if cfg.name == "demo" and cfg.task_starts_at_full_difficulty and cfg.max_difficulty < 1.0:
+        raise ValueError(
+            f"task_starts_at_full_difficulty needs max_difficulty=1.0, got {cfg.max_difficulty}: "
+            "the curriculum would never reach the task's starts"
+        )
 
 
 def _validate_reverse_config(cfg) -> None:
@@ -255,6 +263,9 @@ class DemoCloningConfig:
     weight: float = 0.0  # lambda_0: weight of the cloning loss at the first update; 0 turns the term off
     decay: float = 0.99  # lambda_1: the weight at update k is weight * decay ** k
     demonstrations: int = 64  # scripted episodes recorded when training starts; the failed ones are dropped
+    # At difficulty 1, starts drawn from the task's own distribution instead of the demonstrations'
+    # first states: the curriculum's last level is the task itself, not a few dozen fixed starts.
+    task_starts_at_full_difficulty: bool = False
     batch_size: int = 256  # demonstration pairs per minibatch step
     pretrain_steps: int = 2000  # Adam steps of cloning alone, actor only, before the first rollout (0: none)
     pretrain_learning_rate: float = 1e-3

@@ -23,7 +23,12 @@ schedule (``AdaptiveCurriculum``: same thresholds, step, window and bounds) move
 and a start is a random demonstration's state ``s_i`` with ``i = round((1 - d') T)``, ``d'`` uniform in
 ``[d - step, d]`` (the band the schedule has just reached, as Backplay samples a window). So ``d = 0``
 is the solved final state and ``d = 1`` the demonstration's first state, itself a start of the task's
-own distribution. The demonstrations depend only on the run seed and the env config, so a resumed run
+own distribution. With ``task_starts_at_full_difficulty`` a start at ``d = 1`` is instead a fresh draw from
+the task's own distribution (the env's ``start_at_difficulty(1.0)``), counted in the schedule's window like
+any curriculum start: at the last level a policy otherwise trains on the demonstrations' few dozen first
+states (90% of its episodes with the default mix) and generalises to the task's other starts slowly
+(docs/experiments/packed_objects.md); failing the task's starts drops the difficulty back onto the
+demonstrations. The demonstrations depend only on the run seed and the env config, so a resumed run
 records the same ones again and checkpoints keep only the schedule.
 """
 
@@ -37,6 +42,7 @@ from omegaconf import DictConfig
 
 from agents.demonstrations import record_demonstrations
 from curriculum.adaptive import AdaptiveCurriculum
+from curriculum.base import start_sampler
 
 
 class DemoCurriculum(AdaptiveCurriculum):
@@ -46,7 +52,14 @@ class DemoCurriculum(AdaptiveCurriculum):
         """Records the demonstrations; the adaptive schedule's difficulty then picks states along them."""
         recorded, self.failed_demonstrations = record_demonstrations(train_cfg, self.cfg.demonstrations)
         self.demonstrations = [demonstration.states for demonstration in recorded]
-        return self.start_along_a_demonstration
+        self.task_start = start_sampler(train_cfg.env) if self.cfg.task_starts_at_full_difficulty else None
+        return self.start_at
+
+    def start_at(self, difficulty: float, rng: np.random.Generator) -> Dict[str, Any]:
+        """A start along a demonstration, or the task's own at difficulty 1 with ``task_starts_at_full_difficulty``."""
+        if self.task_start is not None and difficulty >= 1.0:
+            return self.task_start(1.0, rng)
+        return self.start_along_a_demonstration(difficulty, rng)
 
     def start_along_a_demonstration(self, difficulty: float, rng: np.random.Generator) -> Dict[str, Any]:
         """The state ``round((1 - d') T)`` of a random demonstration, ``d'`` uniform in [d - step, d]."""

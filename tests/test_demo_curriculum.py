@@ -10,6 +10,7 @@ import envs
 from agents import checkpoint as ckpt
 from agents.config import validate_train_config
 from agents.trainer import train
+from curriculum.base import start_sampler
 from curriculum.demo import DemoCurriculum
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -82,6 +83,20 @@ def test_difficulty_walks_the_start_back_along_a_demonstration(curriculum):
     assert any(s == d[0] for s in starts for d in curriculum.demonstrations)  # d = 1: the task's own starts
 
 
+def test_task_starts_at_full_difficulty_replace_the_demonstrations_first_states():
+    curriculum = make_demo_curriculum("curriculum.step=0.1", "curriculum.task_starts_at_full_difficulty=true")
+    task_start = start_sampler(curriculum.train_cfg.env)
+    demonstration_states = [s for states in curriculum.demonstrations for s in states]
+    for seed in range(5):
+        start = curriculum.sample_start(1.0, np.random.default_rng(seed))
+        assert start == task_start(1.0, np.random.default_rng(seed))  # the task's own distribution ...
+        assert start not in demonstration_states
+        below = curriculum.sample_start(0.9, np.random.default_rng(seed))
+        assert below in demonstration_states  # ... only at the last level
+    off = make_demo_curriculum("curriculum.step=0.1")  # off (the default): states along the demonstrations
+    assert all(off.sample_start(1.0, np.random.default_rng(s)) in demonstration_states for s in range(5))
+
+
 def test_demonstrations_come_from_the_run_seed_alone():
     again = make_demo_curriculum()  # the same seed: the same demonstrations, as a resumed run records them
     other = make_demo_curriculum("seed=1")
@@ -98,6 +113,9 @@ def test_no_successful_demonstration_is_a_clear_error():
 def test_bad_demo_config_names_the_problem():
     with pytest.raises(ValueError, match="demonstrations must be >= 1"):
         validate_train_config(compose_train([*PACKED, "curriculum.demonstrations=0"]))
+    no_last_level = ["curriculum.task_starts_at_full_difficulty=true", "curriculum.max_difficulty=0.9"]
+    with pytest.raises(ValueError, match="task_starts_at_full_difficulty needs max_difficulty=1.0, got 0.9"):
+        validate_train_config(compose_train([*PACKED, *no_last_level]))
     without_demonstrator = ["curriculum=demo", "env=gym", "env.id=Pendulum-v1", "model=mlp"]
     with pytest.raises(ValueError, match="curriculum=demo needs a scripted demonstrator, which env=gym"):
         validate_train_config(compose_train(without_demonstrator))
