@@ -263,9 +263,6 @@ class DemoCloningConfig:
     weight: float = 0.0  # lambda_0: weight of the cloning loss at the first update; 0 turns the term off
     decay: float = 0.99  # lambda_1: the weight at update k is weight * decay ** k
     demonstrations: int = 64  # scripted episodes recorded when training starts; the failed ones are dropped
-    # At difficulty 1, starts drawn from the task's own distribution instead of the demonstrations'
-    # first states: the curriculum's last level is the task itself, not a few dozen fixed starts.
-    task_starts_at_full_difficulty: bool = False
     batch_size: int = 256  # demonstration pairs per minibatch step
     pretrain_steps: int = 2000  # Adam steps of cloning alone, actor only, before the first rollout (0: none)
     pretrain_learning_rate: float = 1e-3
