@@ -306,7 +306,8 @@ class PPO:
         stop_kl = cfg.kl_stop_factor * cfg.target_kl if cfg.target_kl is not None and cfg.kl_early_stop else None
         old_log_probs = self._log_probs(buffer, minibatch_size)
 
-        history, num_updates, early_stopped, rolled_back, overshoot_kl = [], 0, False, False, 0.0
+        history, num_updates, early_stopped = [], 0, False
+        overshoot_kl = None  # the KL the undone step reached (kl_rollback): the KL adaptation sees it
         before_last_step = None  # the actor's parameters before the last step taken (with kl_rollback)
         for _ in range(cfg.num_epochs):
             for mb in buffer.minibatches(minibatch_size):
@@ -315,8 +316,7 @@ class PPO:
                 history.append(logs)
                 if early_stopped:
                     if self._roll_back(before_last_step):
-                        rolled_back, num_updates = True, num_updates - 1
-                        overshoot_kl = logs["kl"]  # what the undone step reached: the KL adaptation sees it
+                        num_updates, overshoot_kl = num_updates - 1, logs["kl"]
                     break
                 num_updates += 1
                 before_last_step = before
@@ -325,7 +325,7 @@ class PPO:
 
         # KL(old || new) over the whole rollout after the update.
         final_kl = approx_kl(self._log_probs(buffer, minibatch_size) - old_log_probs).item()
-        self._adapt(max(final_kl, overshoot_kl))
+        self._adapt(final_kl if overshoot_kl is None else max(final_kl, overshoot_kl))
         metrics = {k: sum(h[k] for h in history) / len(history) for k in MINIBATCH_LOGS}
         metrics.update(
             approx_kl=final_kl,
@@ -336,7 +336,7 @@ class PPO:
             explained_variance=explained_variance(buffer.values.flatten(), buffer.returns.flatten()),
         )
         if cfg.kl_rollback:
-            metrics["rolled_back"] = float(rolled_back)
+            metrics["rolled_back"] = float(overshoot_kl is not None)
         return metrics
 
     def state_dict(self) -> dict:

@@ -15,6 +15,7 @@ from envs.geometry import (
     quat_to_matrix,
     rotation_vector,
     yaw_rotate,
+    yaw_rotate_twist,
 )
 
 RNG = np.random.default_rng(0)
@@ -63,7 +64,5 @@ def test_yaw_rotate_matches_matrix():
 
 
 def test_yaw_rotate_twist_rotates_both_halves_about_z_by_hand():
-    from envs.geometry import yaw_rotate_twist
-
     # A quarter turn: x -> y, y -> -x; the z components stay.
     assert yaw_rotate_twist(0.0, 1.0, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]) == [-2.0, 1.0, 3.0, -5.0, 4.0, 6.0]
