@@ -5,6 +5,7 @@ Usage::
     python scripts/run_experiment.py sparse_peg                    # configs/experiment/sparse_peg.yaml
     python scripts/run_experiment.py packed_objects --extra-eval n_plus_2:env.kwargs.num_objects=6
     python scripts/run_experiment.py sparse_peg --seeds 0 1 --conditions adaptive
+    python scripts/run_experiment.py sparse_peg --jobs 3               # three jobs at once
     python scripts/run_experiment.py sparse_peg --summary-only     # plot and table from the results file
     python scripts/run_experiment.py sparse_peg --refresh-curves   # curves re-read from the run directories
 
@@ -19,6 +20,11 @@ directory ``<sweep dir>/<condition>/seed<seed>``, and after each job:
    plus every ``--extra-eval name:override`` (e.g. zero-shot on more objects);
 2. records the run (curve, held-out results, steps, wall-clock) in the results file
    (``docs/benchmarks/<name>.json``), so the results live in the repository, not only in ``multirun/``.
+
+``--jobs K`` runs up to K jobs at once, each in its own processes, its output in
+``<sweep dir>/<condition>/seed<seed>.log``; this process alone writes the results file, as each
+job finishes. A job that fails does not stop the others: they are recorded, and the script then
+exits with an error naming the failed jobs.
 
 Interrupted (a session ends, a machine reboots), the same command continues: jobs recorded in the
 results file are skipped (a job recorded with other settings, e.g. another ``--override``, is an error,
@@ -36,6 +42,8 @@ import json
 import subprocess
 import sys
 import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional
 
@@ -58,6 +66,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--seeds", nargs="+", type=int, help="run seeds (default: the config's sweep)")
     parser.add_argument("--override", nargs="*", default=[], help="extra train.py overrides, e.g. total_steps=4096")
     parser.add_argument("--eval-episodes", type=int, default=100)
+    parser.add_argument("--jobs", type=int, default=1, help="jobs trained at once (default 1: one after another)")
     parser.add_argument("--extra-eval", nargs="*", default=[], help="name:override[,override...] evaluations")
     parser.add_argument("--sweep-dir", type=Path, help="default: multirun/experiment/<name>")
     parser.add_argument("--results", type=Path, help="default: docs/benchmarks/<name>.json")
@@ -81,6 +90,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     args.extra_eval = [parse_extra_eval(parser, spec) for spec in args.extra_eval]
     if args.eval_episodes < 1:
         parser.error(f"--eval-episodes must be at least 1, got {args.eval_episodes}")
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
     return args
 
 
@@ -103,7 +114,8 @@ def load_results(path: Path, experiment: str) -> Dict:
 
 
 def train_job(args: argparse.Namespace, condition: str, seed: int) -> Path:
-    """One job of the experiment's sweep; returns its run directory."""
+    """One job of the experiment's sweep; returns its run directory. With ``--jobs`` above 1 its
+    output goes to a log file beside the run directory instead of this process's."""
     command = [
         sys.executable,
         str(TRAIN),
@@ -114,9 +126,17 @@ def train_job(args: argparse.Namespace, condition: str, seed: int) -> Path:
         f"hydra.sweep.dir={args.sweep_dir}",
         *args.override,
     ]
+    run_dir = args.sweep_dir / condition / f"seed{seed}"
     print(f"[{time.strftime('%H:%M:%S')}] train {condition} seed {seed}: {' '.join(command[1:])}", flush=True)
-    subprocess.run(command, cwd=ROOT, check=True)
-    return args.sweep_dir / condition / f"seed{seed}"
+    if args.jobs == 1:
+        subprocess.run(command, cwd=ROOT, check=True)
+        return run_dir
+    log = run_dir.with_suffix(".log")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print(f"  {condition}/seed{seed} writes its output to {log}", flush=True)
+    with log.open("a") as out:
+        subprocess.run(command, cwd=ROOT, check=True, stdout=out, stderr=subprocess.STDOUT)
+    return run_dir
 
 
 def evaluate_job(run_dir: Path, episodes: int, overrides: List[str], output: Path) -> Mapping:
@@ -133,6 +153,11 @@ def evaluate_job(run_dir: Path, episodes: int, overrides: List[str], output: Pat
     ]
     proc = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_job(args: argparse.Namespace, condition: str, seed: int) -> Dict:
+    """Train one job and evaluate it; its record for the results file."""
+    return record_run(args, condition, seed, train_job(args, condition, seed))
 
 
 def record_run(args: argparse.Namespace, condition: str, seed: int, run_dir: Path) -> Dict:
@@ -221,6 +246,42 @@ def refresh_curves(results: Dict) -> None:
             print(f"{key}: {metrics} is gone, curve kept as recorded", flush=True)
 
 
+def jobs_to_run(args: argparse.Namespace, results: Mapping) -> List[tuple]:
+    """(condition, seed) of every job not yet recorded, seed-major: an interrupted sweep has compared
+    every condition so far. A recorded job trained with other settings is an error (check_same_settings)."""
+    pending = []
+    for seed in args.seeds:
+        for condition in args.conditions:
+            key = f"{condition}/seed{seed}"
+            if key in results["runs"]:
+                check_same_settings(args, results, key)
+                print(f"{key}: recorded in {args.results}, skipped", flush=True)
+            else:
+                pending.append((condition, seed))
+    return pending
+
+
+def run_sweep(args: argparse.Namespace, results: Dict) -> None:
+    """Every job not yet recorded, up to ``args.jobs`` at once; each is saved as soon as it finishes."""
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    failed = []
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = {pool.submit(run_job, args, c, s): f"{c}/seed{s}" for c, s in jobs_to_run(args, results)}
+        for future in as_completed(futures):
+            key = futures[future]
+            try:
+                results["runs"][key] = future.result()
+            except Exception as error:  # reported below, after the other jobs are recorded
+                print(f"{key} failed:", file=sys.stderr, flush=True)
+                traceback.print_exception(error)
+                failed.append(key)
+                continue
+            args.results.write_text(json.dumps(results, indent=1) + "\n")
+            write_summary(results, args.results)
+    if failed:
+        sys.exit(f"error: {len(failed)} job(s) failed: {', '.join(sorted(failed))}; the others are recorded")
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     results = load_results(args.results, args.experiment)
@@ -228,18 +289,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         refresh_curves(results)
         args.results.write_text(json.dumps(results, indent=1) + "\n")
     elif not args.summary_only:
-        args.results.parent.mkdir(parents=True, exist_ok=True)
-        for seed in args.seeds:  # seed-major: an interrupted sweep has compared every condition so far
-            for condition in args.conditions:
-                key = f"{condition}/seed{seed}"
-                if key in results["runs"]:
-                    check_same_settings(args, results, key)
-                    print(f"{key}: recorded in {args.results}, skipped", flush=True)
-                    continue
-                run_dir = train_job(args, condition, seed)
-                results["runs"][key] = record_run(args, condition, seed, run_dir)
-                args.results.write_text(json.dumps(results, indent=1) + "\n")
-                write_summary(results, args.results)
+        run_sweep(args, results)
     write_summary(results, args.results)
 
 

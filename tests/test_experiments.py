@@ -5,6 +5,7 @@ import json
 import math
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -100,8 +101,11 @@ def test_an_interrupted_sweep_continues_with_the_jobs_it_has_not_finished(tmp_pa
     # A job trained but not recorded (the session ended during its evaluation) is not trained again.
     del results["runs"]["adaptive/seed0"]
     (tmp_path / "results.json").write_text(json.dumps(results))
-    out = run_experiment(tmp_path, "--conditions", "adaptive", "none")
-    assert "already trained to 128 steps" in out
+    # Both jobs at once (--jobs 2): each job's output goes to a log beside its run directory.
+    out = run_experiment(tmp_path, "--conditions", "adaptive", "none", "--jobs", "2")
+    log = tmp_path / "sweep" / "adaptive" / "seed0.log"
+    assert f"adaptive/seed0 writes its output to {log}" in out
+    assert "already trained to 128 steps" in log.read_text()
     results = json.loads((tmp_path / "results.json").read_text())
     assert sorted(results["runs"]) == ["adaptive/seed0", "none/seed0"]
     assert (tmp_path / "results.png").stat().st_size > 0
@@ -160,3 +164,58 @@ def test_every_experiment_config_composes_and_validates(name):
         assert cfg.env.kwargs.tray_margin == 0.004 != base.env.kwargs.tray_margin
         cfg.env.kwargs.tray_margin = base.env.kwargs.tray_margin
         assert cfg == base
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("run_experiment", RUN_EXPERIMENT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def parallel_sweep(tmp_path, monkeypatch, jobs: int, train_job):
+    """run_experiment's main on a 2-job sweep with ``train_job`` in place of training and a stub record,
+    so only the scheduling of the jobs is exercised."""
+    script = load_script()
+    monkeypatch.setattr(script, "train_job", train_job)
+    monkeypatch.setattr(script, "record_run", lambda args, condition, seed, run_dir: {"run_dir": str(run_dir)})
+    monkeypatch.setattr(script, "write_summary", lambda results, path: None)
+    results = tmp_path / "results.json"
+    argv = ["sparse_peg", "--seeds", "0", "--jobs", str(jobs), "--results", str(results)]
+    argv += ["--sweep-dir", str(tmp_path / "sweep")]
+    return script, argv, results
+
+
+def test_jobs_run_at_once_with_jobs_above_one(tmp_path, monkeypatch):
+    # Both jobs must be inside train_job together to pass the barrier; one after another, the first
+    # waits alone, the barrier breaks and the sweep fails.
+    barrier = threading.Barrier(2, timeout=20)
+
+    def train_job(args, condition, seed):
+        barrier.wait()
+        return tmp_path / condition
+
+    script, argv, results = parallel_sweep(tmp_path, monkeypatch, 2, train_job)
+    script.main(argv)
+    runs = json.loads(results.read_text())["runs"]
+    assert runs == {
+        "adaptive/seed0": {"run_dir": str(tmp_path / "adaptive")},
+        "none/seed0": {"run_dir": str(tmp_path / "none")},
+    }
+
+
+def test_a_failed_job_is_named_and_the_others_are_recorded(tmp_path, monkeypatch):
+    def train_job(args, condition, seed):
+        if condition == "adaptive":
+            raise subprocess.CalledProcessError(1, ["train.py"])
+        return tmp_path / condition
+
+    script, argv, results = parallel_sweep(tmp_path, monkeypatch, 1, train_job)
+    with pytest.raises(SystemExit, match=r"1 job\(s\) failed: adaptive/seed0; the others are recorded"):
+        script.main(argv)
+    assert list(json.loads(results.read_text())["runs"]) == ["none/seed0"]
+
+
+def test_jobs_below_one_is_a_clear_error():
+    proc = subprocess.run([sys.executable, RUN_EXPERIMENT, "sparse_peg", "--jobs", "0"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "--jobs must be at least 1, got 0" in proc.stderr
