@@ -88,11 +88,18 @@ def on_grid(curves: Sequence[Mapping[str, List[float]]], key: str, grid: np.ndar
 def condition_band(
     curves: Sequence[Mapping[str, List[float]]], key: str, points: int = 50, x: str = "step"
 ) -> Dict[str, list]:
-    """Mean and bootstrap band over seeds of ``key`` on a common grid of ``points`` values of ``x``."""
+    """Mean and bootstrap band over seeds of ``key`` on a common grid of ``points`` values of ``x``.
+
+    NaN wherever a run that has the series lacks a value: runs reach their first evaluation and their
+    end at different wall-clock times, and a mean over the seeds still running there would jump (to
+    one seed's value) instead of showing the condition.
+    """
     last = max((curve[x][-1] for curve in curves if curve.get(x)), default=0.0)
     grid = np.linspace(0.0, last, points)
     values = on_grid(curves, key, grid, x)
-    bands = [mean_interval(column) for column in values.T]
+    values = values[~np.isnan(values).all(axis=1)]  # runs recorded without the series are left out
+    nan = (math.nan, math.nan, math.nan)
+    bands = [nan if np.isnan(column).any() else mean_interval(column) for column in values.T]
     return {
         "x": grid.tolist(),
         "mean": [b[0] for b in bands],

@@ -13,7 +13,7 @@ import pytest
 from train_config import compose_train
 
 from agents.config import validate_train_config
-from agents.experiments import mean_interval, on_grid, summary_table
+from agents.experiments import condition_band, mean_interval, on_grid, summary_table
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_EXPERIMENT = str(ROOT / "scripts" / "run_experiment.py")
@@ -47,6 +47,20 @@ def test_curves_on_a_wall_clock_grid_and_runs_without_the_series_left_out():
     np.testing.assert_allclose(values[0], [0.5, 1.0])
     assert np.isnan(values[1]).all()
     assert np.isnan(on_grid(curves, "eval_return", np.array([5.0]))).all()
+
+
+def test_the_band_is_drawn_only_where_every_seed_has_a_value():
+    # On the wall-clock axis the second run starts later and ends sooner: a mean of the first run alone
+    # would show 0.0 at t = 0 and 1.0 at t = 100.
+    curves = [
+        {"elapsed_s": [0.0, 100.0], "eval_success": [0.0, 1.0]},
+        {"elapsed_s": [25.0, 75.0], "eval_success": [0.5, 0.5]},
+        {"step": [0, 10], "eval_success": [0.0, 1.0]},  # recorded before elapsed_s existed: left out
+    ]
+    band = condition_band(curves, "eval_success", points=5, x="elapsed_s")
+    assert band["x"] == [0.0, 25.0, 50.0, 75.0, 100.0]
+    np.testing.assert_allclose(band["mean"], [math.nan, 0.375, 0.5, 0.625, math.nan])
+    assert math.isnan(band["low"][0]) and band["low"][2] == band["high"][2] == 0.5
 
 
 def test_summary_table_lists_each_condition_with_its_seeds():
