@@ -265,7 +265,8 @@ def run_sweep(args: argparse.Namespace, results: Dict) -> None:
     """Every job not yet recorded, up to ``args.jobs`` at once; each is saved as soon as it finishes."""
     args.results.parent.mkdir(parents=True, exist_ok=True)
     failed = []
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+    pool = ThreadPoolExecutor(max_workers=args.jobs)
+    try:
         futures = {pool.submit(run_job, args, c, s): f"{c}/seed{s}" for c, s in jobs_to_run(args, results)}
         for future in as_completed(futures):
             key = futures[future]
@@ -278,6 +279,8 @@ def run_sweep(args: argparse.Namespace, results: Dict) -> None:
                 continue
             args.results.write_text(json.dumps(results, indent=1) + "\n")
             write_summary(results, args.results)
+    finally:  # Ctrl-C: the jobs not yet started never start; the running ones get the signal too
+        pool.shutdown(wait=True, cancel_futures=True)
     if failed:
         sys.exit(f"error: {len(failed)} job(s) failed: {', '.join(sorted(failed))}; the others are recorded")
 

@@ -230,6 +230,19 @@ def test_a_failed_job_is_named_and_the_others_are_recorded(tmp_path, monkeypatch
     assert list(json.loads(results.read_text())["runs"]) == ["none/seed0"]
 
 
+def test_an_interrupted_sweep_starts_no_further_job(tmp_path, monkeypatch):
+    started = []
+
+    def train_job(args, condition, seed):
+        started.append(condition)
+        raise KeyboardInterrupt  # Ctrl-C during the first job
+
+    script, argv, results = parallel_sweep(tmp_path, monkeypatch, 1, train_job)
+    with pytest.raises(KeyboardInterrupt):
+        script.main(argv)
+    assert started == ["adaptive"] and not results.exists()
+
+
 def test_jobs_below_one_is_a_clear_error():
     proc = subprocess.run([sys.executable, RUN_EXPERIMENT, "sparse_peg", "--jobs", "0"], capture_output=True, text=True)
     assert proc.returncode == 2 and "--jobs must be at least 1, got 0" in proc.stderr
