@@ -19,6 +19,13 @@ ROOT = Path(__file__).resolve().parent.parent
 RUN_EXPERIMENT = str(ROOT / "scripts" / "run_experiment.py")
 
 
+def load_script():
+    spec = importlib.util.spec_from_file_location("run_experiment", RUN_EXPERIMENT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
 def test_bootstrap_interval_of_two_seeds_matches_the_hand_computation():
     # Resampled means of [0, 1] are 0, 0.5, 1 with probabilities 1/4, 1/2, 1/4: the 95% interval is [0, 1].
     mean, low, high = mean_interval([0.0, 1.0])
@@ -163,10 +170,7 @@ DAPG_OVERRIDES = [
 def test_every_experiment_config_composes_and_validates(name):
     cfg = compose_train([f"+experiment={name}", "curriculum=adaptive"])
     validate_train_config(cfg)
-    spec = importlib.util.spec_from_file_location("run_experiment", RUN_EXPERIMENT)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    args = script.parse_args([name])  # the sweep as Hydra composes it, also when inherited
+    args = load_script().parse_args([name])  # the sweep as Hydra composes it, also when inherited
     assert args.conditions == SWEPT_CONDITIONS.get(name, ["adaptive", "none"]) and args.seeds == [0, 1, 2]
     assert args.sweep_dir == ROOT / "multirun" / "experiment" / name
     if name == "packed_objects_dapg":  # the packed_objects experiment plus the overrides README's runs used
@@ -178,13 +182,6 @@ def test_every_experiment_config_composes_and_validates(name):
         assert cfg.env.kwargs.tray_margin == 0.004 != base.env.kwargs.tray_margin
         cfg.env.kwargs.tray_margin = base.env.kwargs.tray_margin
         assert cfg == base
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("run_experiment", RUN_EXPERIMENT)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
 
 
 def parallel_sweep(tmp_path, monkeypatch, jobs: int, train_job):
