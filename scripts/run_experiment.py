@@ -8,6 +8,7 @@ Usage::
     python scripts/run_experiment.py sparse_peg --jobs 3               # three jobs at once
     python scripts/run_experiment.py sparse_peg --summary-only     # plot and table from the results file
     python scripts/run_experiment.py sparse_peg --refresh-curves   # curves re-read from the run directories
+    python scripts/run_experiment.py sparse_peg --merge other.json # another results file's runs added, redrawn
 
 An experiment config (``configs/experiment/<name>.yaml``) holds the training settings and, in
 ``hydra.sweeper.params``, its conditions (``curriculum``) and seeds; ``python scripts/train.py -m
@@ -33,6 +34,11 @@ directory holds a checkpoint continues from it (``scripts/train.py`` continues a
 into its directory), the rest start. The summary
 (``<results>.png``: held-out success against env steps, mean over seeds with a 95% bootstrap band;
 ``<results>.md``: the table) is rewritten after every job.
+
+``--merge FILE...`` adds the runs recorded in other results files (seeds trained on other machines or
+from other clones, each with its own ``--results``; a baseline two experiments share) to ``--results``
+and redraws; it trains nothing. Every run keeps the experiment and overrides it was trained with. A
+run key present on both sides with a different record is an error, not an overwrite.
 """
 
 from __future__ import annotations
@@ -77,6 +83,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         help="re-read the curve of every recorded run whose run directory still exists (e.g. after a new "
         "curve column was added), then redraw; trains nothing",
     )
+    parser.add_argument("--merge", nargs="+", type=Path, help="results files whose runs are added; trains nothing")
     args = parser.parse_args(argv)
     path = EXPERIMENTS / f"{args.experiment}.yaml"
     if not path.is_file():
@@ -111,6 +118,24 @@ def load_results(path: Path, experiment: str) -> Dict:
     if path.is_file():
         return json.loads(path.read_text())
     return {"experiment": experiment, "runs": {}}
+
+
+def merge_results(results: Dict, sources: List[Path]) -> None:
+    """Add the runs of every results file in ``sources`` to ``results``; each run keeps the experiment
+    it was recorded under. A key recorded on both sides with another record stops the merge (nothing
+    is written), so no run is silently replaced."""
+    for source in sources:
+        if not source.is_file():
+            sys.exit(f"error: --merge {source}: no such results file")
+        other = json.loads(source.read_text())
+        for key, run in other["runs"].items():
+            run = {**run, "experiment": run.get("experiment", other["experiment"])}
+            recorded = results["runs"].get(key)
+            if recorded is not None and {"experiment": results["experiment"], **recorded} != run:
+                sys.exit(f"error: --merge {source}: {key} is recorded in both files with different records")
+            results["runs"][key] = run
+            print(f"{key}: merged from {source}", flush=True)
+    results["runs"] = dict(sorted(results["runs"].items()))
 
 
 def train_job(args: argparse.Namespace, condition: str, seed: int) -> Path:
@@ -288,8 +313,12 @@ def run_sweep(args: argparse.Namespace, results: Dict) -> None:
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     results = load_results(args.results, args.experiment)
-    if args.refresh_curves:
-        refresh_curves(results)
+    if args.refresh_curves or args.merge:
+        if args.refresh_curves:
+            refresh_curves(results)
+        if args.merge:
+            merge_results(results, args.merge)
+        args.results.parent.mkdir(parents=True, exist_ok=True)
         args.results.write_text(json.dumps(results, indent=1) + "\n")
     elif not args.summary_only:
         run_sweep(args, results)

@@ -243,3 +243,52 @@ def test_an_interrupted_sweep_starts_no_further_job(tmp_path, monkeypatch):
 def test_jobs_below_one_is_a_clear_error():
     proc = subprocess.run([sys.executable, RUN_EXPERIMENT, "sparse_peg", "--jobs", "0"], capture_output=True, text=True)
     assert proc.returncode == 2 and "--jobs must be at least 1, got 0" in proc.stderr
+
+
+def merge_record(condition: str, seed: int, success: float) -> dict:
+    """A results-file record with a two-point curve, enough for the summary's table and plot."""
+    curve = {"step": [1000.0, 2000.0], "eval_success": [0.0, success], "elapsed_s": [10.0, 20.0]}
+    heldout = {"success_rate": success}
+    return {
+        "condition": condition,
+        "seed": seed,
+        "steps": 2000,
+        "wall_clock_s": 20.0,
+        "curve": curve,
+        "heldout": heldout,
+    }
+
+
+def write_results(path: Path, experiment: str, runs: dict) -> Path:
+    path.write_text(json.dumps({"experiment": experiment, "runs": runs}))
+    return path
+
+
+def test_merge_adds_the_other_files_runs_and_redraws(tmp_path):
+    target = write_results(tmp_path / "all.json", "sparse_peg", {"adaptive/seed0": merge_record("adaptive", 0, 1.0)})
+    other = write_results(tmp_path / "seed1.json", "sparse_peg", {"adaptive/seed1": merge_record("adaptive", 1, 0.5)})
+    load_script().main(["sparse_peg", "--results", str(target), "--merge", str(other)])
+    runs = json.loads(target.read_text())["runs"]
+    assert list(runs) == ["adaptive/seed0", "adaptive/seed1"]
+    assert runs["adaptive/seed1"] == {**merge_record("adaptive", 1, 0.5), "experiment": "sparse_peg"}
+    assert "| adaptive | 2 | 0.75 [0.50, 1.00] | 1.00, 0.50 |" in target.with_suffix(".md").read_text()
+    assert target.with_suffix(".png").is_file()
+
+
+def test_merge_refuses_a_run_recorded_differently_on_both_sides(tmp_path):
+    target = write_results(tmp_path / "all.json", "sparse_peg", {"none/seed0": merge_record("none", 0, 1.0)})
+    before = target.read_text()
+    other = write_results(tmp_path / "other.json", "sparse_peg", {"none/seed0": merge_record("none", 0, 0.0)})
+    with pytest.raises(SystemExit, match="none/seed0 is recorded in both files with different records"):
+        load_script().main(["sparse_peg", "--results", str(target), "--merge", str(other)])
+    assert target.read_text() == before
+    # The same record on both sides (e.g. a file merged twice) is no conflict.
+    same = write_results(tmp_path / "same.json", "sparse_peg", {"none/seed0": merge_record("none", 0, 1.0)})
+    load_script().main(["sparse_peg", "--results", str(target), "--merge", str(same)])
+
+
+def test_merge_of_a_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(SystemExit, match="--merge .*nope.json: no such results file"):
+        load_script().main(
+            ["sparse_peg", "--results", str(tmp_path / "all.json"), "--merge", str(tmp_path / "nope.json")]
+        )
