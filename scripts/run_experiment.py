@@ -127,8 +127,12 @@ def merge_results(results: Dict, sources: List[Path]) -> None:
     for source in sources:
         if not source.is_file():
             sys.exit(f"error: --merge {source}: no such results file")
-        other = json.loads(source.read_text())
-        for key, run in other["runs"].items():
+        try:
+            other = json.loads(source.read_text())
+            runs = other["runs"].items()
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+            sys.exit(f"error: --merge {source}: not a results file (JSON with an experiment and its runs)")
+        for key, run in runs:
             run = {**run, "experiment": run.get("experiment", other["experiment"])}
             recorded = results["runs"].get(key)
             if recorded is not None and {"experiment": results["experiment"], **recorded} != run:

@@ -287,8 +287,11 @@ def test_merge_refuses_a_run_recorded_differently_on_both_sides(tmp_path):
     load_script().main(["sparse_peg", "--results", str(target), "--merge", str(same)])
 
 
-def test_merge_of_a_missing_file_is_a_clear_error(tmp_path):
+def test_merge_of_a_missing_or_malformed_file_is_a_clear_error(tmp_path):
+    target = str(tmp_path / "all.json")
     with pytest.raises(SystemExit, match="--merge .*nope.json: no such results file"):
-        load_script().main(
-            ["sparse_peg", "--results", str(tmp_path / "all.json"), "--merge", str(tmp_path / "nope.json")]
-        )
+        load_script().main(["sparse_peg", "--results", target, "--merge", str(tmp_path / "nope.json")])
+    for name, text in [("broken.json", "{not json"), ("metrics.json", '{"success_rate": 1.0}')]:
+        (tmp_path / name).write_text(text)
+        with pytest.raises(SystemExit, match=f"--merge .*{name}: not a results file"):
+            load_script().main(["sparse_peg", "--results", target, "--merge", str(tmp_path / name)])
