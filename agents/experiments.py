@@ -40,6 +40,19 @@ def read_curve(run_dir: Path) -> Dict[str, List[float]]:
     return {name: [_number(row.get(column)) for row in rows] for name, column in CURVE_COLUMNS.items()}
 
 
+def run_progress(run_dir: Path) -> Dict[str, float]:
+    """Where a run stands (``run_experiment.py --status``): its latest logged step, rolling success,
+    curriculum difficulty and training seconds, and its last evaluation's success; NaN where absent."""
+    with open(Path(run_dir) / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    last = rows[-1] if rows else {}
+    evaluated = [row for row in rows if row.get("eval/success_rate")]
+    progress = {name: _number(last.get(CURVE_COLUMNS[name])) for name in ("step", "rolling_success", "difficulty")}
+    progress["elapsed_s"] = _number(last.get(CURVE_COLUMNS["elapsed_s"]))
+    progress["eval_success"] = _number(evaluated[-1]["eval/success_rate"]) if evaluated else math.nan
+    return progress
+
+
 def _number(text) -> float:
     return float(text) if text not in (None, "") else math.nan
 

@@ -9,6 +9,7 @@ Usage::
     python scripts/run_experiment.py sparse_peg --summary-only     # plot and table from the results file
     python scripts/run_experiment.py sparse_peg --refresh-curves   # curves re-read from the run directories
     python scripts/run_experiment.py sparse_peg --merge other.json # another results file's runs added, redrawn
+    python scripts/run_experiment.py sparse_peg --status           # where each job of the sweep stands
 
 An experiment config (``configs/experiment/<name>.yaml``) holds the training settings and, in
 ``hydra.sweeper.params``, its conditions (``curriculum``) and seeds; ``python scripts/train.py -m
@@ -45,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 import time
@@ -57,7 +59,7 @@ from omegaconf import OmegaConf
 
 from agents import checkpoint as ckpt
 from agents.config import compose_train_config
-from agents.experiments import plot_experiment, read_curve, summary_table
+from agents.experiments import plot_experiment, read_curve, run_progress, summary_table
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS = ROOT / "configs" / "experiment"
@@ -84,6 +86,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         "curve column was added), then redraw; trains nothing",
     )
     parser.add_argument("--merge", nargs="+", type=Path, help="results files whose runs are added; trains nothing")
+    parser.add_argument(
+        "--status", action="store_true", help="print where each job of the sweep stands; trains nothing"
+    )
     args = parser.parse_args(argv)
     path = EXPERIMENTS / f"{args.experiment}.yaml"
     if not path.is_file():
@@ -290,6 +295,33 @@ def jobs_to_run(args: argparse.Namespace, results: Mapping) -> List[tuple]:
     return pending
 
 
+def status_table(args: argparse.Namespace, results: Mapping) -> str:
+    """One row per job of the sweep: recorded (its held-out success), in progress (its run directory's
+    latest step, rolling success, difficulty and last evaluation) or not started."""
+
+    def shown(value: float, digits: int = 2) -> str:
+        return "" if math.isnan(value) else f"{value:,.{digits}f}"
+
+    lines = [
+        "| job | state | steps | rolling success | difficulty | last eval success | training minutes |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for seed in args.seeds:
+        for condition in args.conditions:
+            key, run_dir = f"{condition}/seed{seed}", args.sweep_dir / condition / f"seed{seed}"
+            if key in results["runs"]:
+                state = f"recorded: held-out success {results['runs'][key]['heldout']['success_rate']:.2f}"
+            else:
+                state = "in progress" if (run_dir / "metrics.csv").is_file() else "not started"
+            if not (run_dir / "metrics.csv").is_file():
+                lines.append(f"| {key} | {state} | | | | | |")
+                continue
+            p = run_progress(run_dir)
+            cells = [shown(p["step"], 0), shown(p["rolling_success"]), shown(p["difficulty"]), shown(p["eval_success"])]
+            lines.append(f"| {key} | {state} | {' | '.join(cells)} | {shown(p['elapsed_s'] / 60, 1)} |")
+    return "\n".join(lines) + "\n"
+
+
 def run_sweep(args: argparse.Namespace, results: Dict) -> None:
     """Every job not yet recorded, up to ``args.jobs`` at once; each is saved as soon as it finishes."""
     args.results.parent.mkdir(parents=True, exist_ok=True)
@@ -317,6 +349,9 @@ def run_sweep(args: argparse.Namespace, results: Dict) -> None:
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     results = load_results(args.results, args.experiment)
+    if args.status:
+        print(status_table(args, results), end="")
+        return
     if args.refresh_curves or args.merge:
         if args.refresh_curves:
             refresh_curves(results)

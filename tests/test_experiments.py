@@ -295,3 +295,24 @@ def test_merge_of_a_missing_or_malformed_file_is_a_clear_error(tmp_path):
         (tmp_path / name).write_text(text)
         with pytest.raises(SystemExit, match=f"--merge .*{name}: not a results file"):
             load_script().main(["sparse_peg", "--results", target, "--merge", str(tmp_path / name)])
+
+
+def test_status_shows_each_job_recorded_in_progress_or_not_started(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    (sweep / "adaptive" / "seed0").mkdir(parents=True)
+    (sweep / "adaptive" / "seed0" / "metrics.csv").write_text(
+        "global_step,time/elapsed,rolling/success_rate,curriculum/difficulty,eval/success_rate\n"
+        "1024,30,0.25,0.1,0.5\n"
+        "2048,90,0.75,0.35,\n"  # the latest row did not evaluate: the last evaluation is the row before
+    )
+    results = write_results(tmp_path / "r.json", "sparse_peg", {"none/seed1": merge_record("none", 1, 0.8)})
+    argv = ["sparse_peg", "--seeds", "0", "1", "--sweep-dir", str(sweep), "--results", str(results), "--status"]
+    load_script().main(argv)
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[2:] == [
+        "| adaptive/seed0 | in progress | 2,048 | 0.75 | 0.35 | 0.50 | 1.5 |",
+        "| none/seed0 | not started | | | | | |",
+        "| adaptive/seed1 | not started | | | | | |",
+        "| none/seed1 | recorded: held-out success 0.80 | | | | | |",
+    ]
+    assert not (sweep / "none").exists()  # nothing trained
