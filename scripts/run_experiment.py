@@ -322,6 +322,16 @@ def status_table(args: argparse.Namespace, results: Mapping) -> str:
     return "\n".join(lines) + "\n"
 
 
+def script_failure(error: subprocess.CalledProcessError, args: argparse.Namespace, key: str) -> str:
+    """What a failed train.py / evaluate.py said: evaluate's last error line (its output is captured),
+    or where train's output went (this terminal, or the job's log with ``--jobs`` above 1)."""
+    failure = f"{Path(error.cmd[1]).name} exited with status {error.returncode}"
+    lines = [line for line in (error.stderr or "").splitlines() if line.strip()]
+    if lines:
+        return f"{failure}: {lines[-1]}"
+    return f"{failure} (its error is {'above' if args.jobs == 1 else f'in {args.sweep_dir / key}.log'})"
+
+
 def run_sweep(args: argparse.Namespace, results: Dict) -> None:
     """Every job not yet recorded, up to ``args.jobs`` at once; each is saved as soon as it finishes."""
     args.results.parent.mkdir(parents=True, exist_ok=True)
@@ -333,6 +343,10 @@ def run_sweep(args: argparse.Namespace, results: Dict) -> None:
             key = futures[future]
             try:
                 results["runs"][key] = future.result()
+            except subprocess.CalledProcessError as error:  # one line: the script's own error says why
+                print(f"{key} failed: {script_failure(error, args, key)}", file=sys.stderr, flush=True)
+                failed.append(key)
+                continue
             except Exception as error:  # reported below, after the other jobs are recorded
                 print(f"{key} failed:", file=sys.stderr, flush=True)
                 traceback.print_exception(error)

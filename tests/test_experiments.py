@@ -215,16 +215,20 @@ def test_jobs_run_at_once_with_jobs_above_one(tmp_path, monkeypatch):
     }
 
 
-def test_a_failed_job_is_named_and_the_others_are_recorded(tmp_path, monkeypatch):
+def test_a_failed_job_is_named_and_the_others_are_recorded(tmp_path, monkeypatch, capsys):
     def train_job(args, condition, seed):
         if condition == "adaptive":
-            raise subprocess.CalledProcessError(1, ["train.py"])
+            raise subprocess.CalledProcessError(1, [sys.executable, "scripts/train.py"])
         return tmp_path / condition
 
     script, argv, results = parallel_sweep(tmp_path, monkeypatch, 1, train_job)
     with pytest.raises(SystemExit, match=r"1 job\(s\) failed: adaptive/seed0; the others are recorded"):
         script.main(argv)
     assert list(json.loads(results.read_text())["runs"]) == ["none/seed0"]
+    # A training script that exits with an error is one line (its own message is in its output), no traceback.
+    stderr = capsys.readouterr().err
+    assert "adaptive/seed0 failed: train.py exited with status 1 (its error is above)" in stderr
+    assert "Traceback" not in stderr
 
 
 def test_an_interrupted_sweep_starts_no_further_job(tmp_path, monkeypatch):
@@ -316,3 +320,16 @@ def test_status_shows_each_job_recorded_in_progress_or_not_started(tmp_path, cap
         "| none/seed1 | recorded: held-out success 0.80 | | | | | |",
     ]
     assert not (sweep / "none").exists()  # nothing trained
+
+
+def test_a_failed_evaluation_names_its_error(tmp_path, monkeypatch, capsys):
+    def record_run(args, condition, seed, run_dir):
+        stderr = "Traceback ...\nValueError: no checkpoint in run_dir\n"
+        raise subprocess.CalledProcessError(1, [sys.executable, "scripts/evaluate.py"], stderr=stderr)
+
+    script, argv, results = parallel_sweep(tmp_path, monkeypatch, 1, lambda args, c, s: tmp_path / c)
+    monkeypatch.setattr(script, "record_run", record_run)
+    with pytest.raises(SystemExit, match=r"2 job\(s\) failed"):
+        script.main(argv)
+    stderr = capsys.readouterr().err
+    assert "none/seed0 failed: evaluate.py exited with status 1: ValueError: no checkpoint in run_dir" in stderr
