@@ -134,11 +134,11 @@ def merge_results(results: Dict, sources: List[Path]) -> None:
             sys.exit(f"error: --merge {source}: no such results file")
         try:
             other = json.loads(source.read_text())
-            runs = other["runs"].items()
+            experiment, runs = other["experiment"], other["runs"].items()
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
             sys.exit(f"error: --merge {source}: not a results file (JSON with an experiment and its runs)")
         for key, run in runs:
-            run = {**run, "experiment": run.get("experiment", other["experiment"])}
+            run = {**run, "experiment": run.get("experiment", experiment)}
             recorded = results["runs"].get(key)
             if recorded is not None and {"experiment": results["experiment"], **recorded} != run:
                 sys.exit(f"error: --merge {source}: {key} is recorded in both files with different records")

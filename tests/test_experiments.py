@@ -295,7 +295,11 @@ def test_merge_of_a_missing_or_malformed_file_is_a_clear_error(tmp_path):
     target = str(tmp_path / "all.json")
     with pytest.raises(SystemExit, match="--merge .*nope.json: no such results file"):
         load_script().main(["sparse_peg", "--results", target, "--merge", str(tmp_path / "nope.json")])
-    for name, text in [("broken.json", "{not json"), ("metrics.json", '{"success_rate": 1.0}')]:
+    for name, text in [
+        ("broken.json", "{not json"),
+        ("metrics.json", '{"success_rate": 1.0}'),
+        ("no_name.json", '{"runs": {}}'),
+    ]:
         (tmp_path / name).write_text(text)
         with pytest.raises(SystemExit, match=f"--merge .*{name}: not a results file"):
             load_script().main(["sparse_peg", "--results", target, "--merge", str(tmp_path / name)])
