@@ -25,6 +25,23 @@ class RunDirInUse(RuntimeError):
     """Another live process holds the run directory."""
 
 
+def lock_holder(run_dir: Path) -> Optional[str]:
+    """Who holds ``run_dir``'s lock now ("pid N on host since ..."), or None when no live process does.
+
+    Probes with a shared lock, released at once: a run starting in that instant would be refused
+    with ``RunDirInUse`` and could simply be launched again."""
+    path = Path(run_dir) / LOCK_FILE
+    if not path.is_file():
+        return None
+    with open(path) as file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return file.read().strip() or "another process"
+        fcntl.flock(file, fcntl.LOCK_UN)
+    return None
+
+
 class RunDirLock:
     """``with RunDirLock(run_dir):`` — raises ``RunDirInUse`` naming the holder if the directory is taken."""
 

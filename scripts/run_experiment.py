@@ -60,6 +60,7 @@ from omegaconf import OmegaConf
 from agents import checkpoint as ckpt
 from agents.config import compose_train_config
 from agents.experiments import plot_experiment, read_curve, run_progress, summary_table
+from agents.run_lock import lock_holder
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS = ROOT / "configs" / "experiment"
@@ -296,8 +297,9 @@ def jobs_to_run(args: argparse.Namespace, results: Mapping) -> List[tuple]:
 
 
 def status_table(args: argparse.Namespace, results: Mapping) -> str:
-    """One row per job of the sweep: recorded (its held-out success), in progress (its run directory's
-    latest step, rolling success, difficulty and last evaluation) or not started."""
+    """One row per job of the sweep: recorded (its held-out success), running (a live process holds
+    its run directory), stopped (the sweep's command continues it, or records it if it is fully trained) or not started,
+    with the run directory's latest step, rolling success, difficulty and last evaluation."""
 
     def shown(value: float, digits: int = 2) -> str:
         return "" if math.isnan(value) else f"{value:,.{digits}f}"
@@ -309,10 +311,13 @@ def status_table(args: argparse.Namespace, results: Mapping) -> str:
     for seed in args.seeds:
         for condition in args.conditions:
             key, run_dir = f"{condition}/seed{seed}", args.sweep_dir / condition / f"seed{seed}"
+            holder = lock_holder(run_dir)
             if key in results["runs"]:
                 state = f"recorded: held-out success {results['runs'][key]['heldout']['success_rate']:.2f}"
-            else:
-                state = "in progress" if (run_dir / "metrics.csv").is_file() else "not started"
+            elif holder is not None:
+                state = f"running ({holder})"
+            else:  # the same command continues it from its last checkpoint
+                state = "stopped" if (run_dir / "metrics.csv").is_file() else "not started"
             if not (run_dir / "metrics.csv").is_file():
                 lines.append(f"| {key} | {state} | | | | | |")
                 continue

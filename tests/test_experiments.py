@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import math
+import os
 import subprocess
 import sys
 import threading
@@ -14,6 +15,7 @@ from train_config import compose_train
 
 from agents.config import validate_train_config
 from agents.experiments import condition_band, mean_interval, on_grid, summary_table
+from agents.run_lock import RunDirLock
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_EXPERIMENT = str(ROOT / "scripts" / "run_experiment.py")
@@ -305,7 +307,7 @@ def test_merge_of_a_missing_or_malformed_file_is_a_clear_error(tmp_path):
             load_script().main(["sparse_peg", "--results", target, "--merge", str(tmp_path / name)])
 
 
-def test_status_shows_each_job_recorded_in_progress_or_not_started(tmp_path, capsys):
+def test_status_shows_each_job_recorded_running_stopped_or_not_started(tmp_path, capsys):
     sweep = tmp_path / "sweep"
     (sweep / "adaptive" / "seed0").mkdir(parents=True)
     (sweep / "adaptive" / "seed0" / "metrics.csv").write_text(
@@ -317,8 +319,14 @@ def test_status_shows_each_job_recorded_in_progress_or_not_started(tmp_path, cap
     argv = ["sparse_peg", "--seeds", "0", "1", "--sweep-dir", str(sweep), "--results", str(results), "--status"]
     load_script().main(argv)
     rows = capsys.readouterr().out.splitlines()
+    with RunDirLock(sweep / "adaptive" / "seed0"):  # a live training process on the run directory
+        load_script().main(argv)
+    running = capsys.readouterr().out.splitlines()[2]
+    assert running.startswith(f"| adaptive/seed0 | running (pid {os.getpid()} on ") and "| 2,048 | 0.75 |" in running
+    load_script().main(argv)  # the process is gone; its lock file stays behind
+    assert capsys.readouterr().out.splitlines() == rows
     assert rows[2:] == [
-        "| adaptive/seed0 | in progress | 2,048 | 0.75 | 0.35 | 0.50 | 1.5 |",
+        "| adaptive/seed0 | stopped | 2,048 | 0.75 | 0.35 | 0.50 | 1.5 |",
         "| none/seed0 | not started | | | | | |",
         "| adaptive/seed1 | not started | | | | | |",
         "| none/seed1 | recorded: held-out success 0.80 | | | | | |",
