@@ -47,8 +47,8 @@ def run_progress(run_dir: Path) -> Dict[str, float]:
         rows = list(csv.DictReader(f))
     last = rows[-1] if rows else {}
     evaluated = [row for row in rows if row.get("eval/success_rate")]
-    progress = {name: _number(last.get(CURVE_COLUMNS[name])) for name in ("step", "rolling_success", "difficulty")}
-    progress["elapsed_s"] = _number(last.get(CURVE_COLUMNS["elapsed_s"]))
+    latest = ("step", "rolling_success", "difficulty", "elapsed_s")
+    progress = {name: _number(last.get(CURVE_COLUMNS[name])) for name in latest}
     progress["eval_success"] = _number(evaluated[-1]["eval/success_rate"]) if evaluated else math.nan
     return progress
 

@@ -37,9 +37,15 @@ def lock_holder(run_dir: Path) -> Optional[str]:
         try:
             fcntl.flock(file, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            return file.read().strip() or "another process"
+            return _recorded_holder(file)
         fcntl.flock(file, fcntl.LOCK_UN)
     return None
+
+
+def _recorded_holder(file) -> str:
+    """What the holder wrote into the lock file ("pid N on host since ...")."""
+    file.seek(0)
+    return file.read().strip() or "another process"
 
 
 class RunDirLock:
@@ -58,8 +64,7 @@ class RunDirLock:
         try:
             fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            file.seek(0)
-            holder = file.read().strip() or "another process"
+            holder = _recorded_holder(file)
             file.close()
             raise RunDirInUse(
                 f"run directory {self.path.parent} is in use by {holder}; wait for that run to end or stop it "

@@ -282,24 +282,38 @@ def refresh_curves(results: Dict) -> None:
 
 
 def jobs_to_run(args: argparse.Namespace, results: Mapping) -> List[tuple]:
-    """(condition, seed) of every job not yet recorded, seed-major: an interrupted sweep has compared
-    every condition so far. A recorded job trained with other settings is an error (check_same_settings)."""
+    """(condition, seed) of every job of the sweep not yet recorded. A recorded job trained with other
+    settings is an error (check_same_settings)."""
     pending = []
-    for seed in args.seeds:
-        for condition in args.conditions:
-            key = f"{condition}/seed{seed}"
-            if key in results["runs"]:
-                check_same_settings(args, results, key)
-                print(f"{key}: recorded in {args.results}, skipped", flush=True)
-            else:
-                pending.append((condition, seed))
+    for condition, seed, key in sweep_jobs(args):
+        if key in results["runs"]:
+            check_same_settings(args, results, key)
+            print(f"{key}: recorded in {args.results}, skipped", flush=True)
+        else:
+            pending.append((condition, seed))
     return pending
 
 
+def sweep_jobs(args: argparse.Namespace) -> List[tuple]:
+    """(condition, seed, key) of every job of the sweep, seed-major: an interrupted sweep has compared
+    every condition so far."""
+    return [(condition, seed, f"{condition}/seed{seed}") for seed in args.seeds for condition in args.conditions]
+
+
+def job_state(results: Mapping, key: str, run_dir: Path) -> str:
+    """recorded (its held-out success), running (a live process holds its run directory), stopped (the
+    sweep's command continues it, or records it if fully trained) or not started."""
+    if key in results["runs"]:
+        return f"recorded: held-out success {results['runs'][key]['heldout']['success_rate']:.2f}"
+    holder = lock_holder(run_dir)
+    if holder is not None:
+        return f"running ({holder})"
+    return "stopped" if (run_dir / "metrics.csv").is_file() else "not started"
+
+
 def status_table(args: argparse.Namespace, results: Mapping) -> str:
-    """One row per job of the sweep: recorded (its held-out success), running (a live process holds
-    its run directory), stopped (the sweep's command continues it, or records it if it is fully trained) or not started,
-    with the run directory's latest step, rolling success, difficulty and last evaluation."""
+    """One row per job of the sweep: its state and its run directory's latest step, rolling success,
+    difficulty, last evaluation and training minutes."""
 
     def shown(value: float, digits: int = 2) -> str:
         return "" if math.isnan(value) else f"{value:,.{digits}f}"
@@ -308,22 +322,15 @@ def status_table(args: argparse.Namespace, results: Mapping) -> str:
         "| job | state | steps | rolling success | difficulty | last eval success | training minutes |",
         "|---|---|---|---|---|---|---|",
     ]
-    for seed in args.seeds:
-        for condition in args.conditions:
-            key, run_dir = f"{condition}/seed{seed}", args.sweep_dir / condition / f"seed{seed}"
-            holder = lock_holder(run_dir)
-            if key in results["runs"]:
-                state = f"recorded: held-out success {results['runs'][key]['heldout']['success_rate']:.2f}"
-            elif holder is not None:
-                state = f"running ({holder})"
-            else:  # the same command continues it from its last checkpoint
-                state = "stopped" if (run_dir / "metrics.csv").is_file() else "not started"
-            if not (run_dir / "metrics.csv").is_file():
-                lines.append(f"| {key} | {state} | | | | | |")
-                continue
-            p = run_progress(run_dir)
-            cells = [shown(p["step"], 0), shown(p["rolling_success"]), shown(p["difficulty"]), shown(p["eval_success"])]
-            lines.append(f"| {key} | {state} | {' | '.join(cells)} | {shown(p['elapsed_s'] / 60, 1)} |")
+    for condition, seed, key in sweep_jobs(args):
+        run_dir = args.sweep_dir / condition / f"seed{seed}"
+        state = job_state(results, key, run_dir)
+        if not (run_dir / "metrics.csv").is_file():
+            lines.append(f"| {key} | {state} | | | | | |")
+            continue
+        p = run_progress(run_dir)
+        cells = [shown(p["step"], 0), shown(p["rolling_success"]), shown(p["difficulty"]), shown(p["eval_success"])]
+        lines.append(f"| {key} | {state} | {' | '.join(cells)} | {shown(p['elapsed_s'] / 60, 1)} |")
     return "\n".join(lines) + "\n"
 
 
