@@ -344,6 +344,18 @@ def script_failure(error: subprocess.CalledProcessError, args: argparse.Namespac
     return f"{failure} (its error is {'above' if args.jobs == 1 else f'in {args.sweep_dir / key}.log'})"
 
 
+def check_imports_this_checkout() -> None:
+    """The jobs run this checkout's scripts with this interpreter and the results record this checkout's
+    commit; an interpreter whose project packages come from another checkout (its editable install)
+    would train that checkout's code under this one's commit."""
+    imported = Path(ckpt.__file__).resolve().parent.parent
+    if imported != ROOT:
+        sys.exit(
+            f"error: this Python imports the project from {imported}, not from this checkout {ROOT}; "
+            f"use this checkout's environment, or PYTHONPATH={ROOT}"
+        )
+
+
 def run_sweep(args: argparse.Namespace, results: Dict) -> None:
     """Every job not yet recorded, up to ``args.jobs`` at once; each is saved as soon as it finishes."""
     args.results.parent.mkdir(parents=True, exist_ok=True)
@@ -386,6 +398,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         args.results.parent.mkdir(parents=True, exist_ok=True)
         args.results.write_text(json.dumps(results, indent=1) + "\n")
     elif not args.summary_only:
+        check_imports_this_checkout()
         run_sweep(args, results)
     write_summary(results, args.results)
 

@@ -4,6 +4,7 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -345,3 +346,19 @@ def test_a_failed_evaluation_names_its_error(tmp_path, monkeypatch, capsys):
         script.main(argv)
     stderr = capsys.readouterr().err
     assert "none/seed0 failed: evaluate.py exited with status 1: ValueError: no checkpoint in run_dir" in stderr
+
+
+def test_a_sweep_refuses_to_train_another_checkouts_code(tmp_path):
+    # A second checkout run with this checkout's interpreter (its editable install): the jobs would train
+    # this checkout's code while the results record the other's commit, so it stops before training.
+    other = tmp_path / "other"
+    shutil.copytree(ROOT / "configs", other / "configs")
+    (other / "scripts").mkdir()
+    shutil.copy(RUN_EXPERIMENT, other / "scripts" / "run_experiment.py")
+    command = [sys.executable, str(other / "scripts" / "run_experiment.py"), "sparse_peg", "--seeds", "0"]
+    command += ["--sweep-dir", str(tmp_path / "sweep"), "--results", str(tmp_path / "results.json")]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    expected = f"error: this Python imports the project from {ROOT}, not from this checkout {other.resolve()}"
+    assert proc.stderr.strip().splitlines()[-1].startswith(expected), proc.stderr[-2000:]
+    assert not (tmp_path / "sweep").exists()
