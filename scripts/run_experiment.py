@@ -148,6 +148,11 @@ def merge_results(results: Dict, sources: List[Path]) -> None:
     results["runs"] = dict(sorted(results["runs"].items()))
 
 
+def job_dir(args: argparse.Namespace, condition: str, seed: int) -> Path:
+    """The job's run directory: ``hydra.sweep.dir`` / the experiment configs' ``hydra.sweep.subdir``."""
+    return args.sweep_dir / condition / f"seed{seed}"
+
+
 def train_job(args: argparse.Namespace, condition: str, seed: int) -> Path:
     """One job of the experiment's sweep; returns its run directory. With ``--jobs`` above 1 its
     output goes to a log file beside the run directory instead of this process's."""
@@ -161,7 +166,7 @@ def train_job(args: argparse.Namespace, condition: str, seed: int) -> Path:
         f"hydra.sweep.dir={args.sweep_dir}",
         *args.override,
     ]
-    run_dir = args.sweep_dir / condition / f"seed{seed}"
+    run_dir = job_dir(args, condition, seed)
     print(f"[{time.strftime('%H:%M:%S')}] train {condition} seed {seed}: {' '.join(command[1:])}", flush=True)
     if args.jobs == 1:
         subprocess.run(command, cwd=ROOT, check=True)
@@ -282,7 +287,7 @@ def refresh_curves(results: Dict) -> None:
 
 
 def jobs_to_run(args: argparse.Namespace, results: Mapping) -> List[tuple]:
-    """(condition, seed) of every job of the sweep not yet recorded. A recorded job trained with other
+    """(condition, seed, key) of every job of the sweep not yet recorded. A recorded job trained with other
     settings is an error (check_same_settings)."""
     pending = []
     for condition, seed, key in sweep_jobs(args):
@@ -290,7 +295,7 @@ def jobs_to_run(args: argparse.Namespace, results: Mapping) -> List[tuple]:
             check_same_settings(args, results, key)
             print(f"{key}: recorded in {args.results}, skipped", flush=True)
         else:
-            pending.append((condition, seed))
+            pending.append((condition, seed, key))
     return pending
 
 
@@ -323,7 +328,7 @@ def status_table(args: argparse.Namespace, results: Mapping) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for condition, seed, key in sweep_jobs(args):
-        run_dir = args.sweep_dir / condition / f"seed{seed}"
+        run_dir = job_dir(args, condition, seed)
         state = job_state(results, key, run_dir)
         if not (run_dir / "metrics.csv").is_file():
             lines.append(f"| {key} | {state} | | | | | |")
@@ -362,7 +367,7 @@ def run_sweep(args: argparse.Namespace, results: Dict) -> None:
     failed = []
     pool = ThreadPoolExecutor(max_workers=args.jobs)
     try:
-        futures = {pool.submit(run_job, args, c, s): f"{c}/seed{s}" for c, s in jobs_to_run(args, results)}
+        futures = {pool.submit(run_job, args, c, s): key for c, s, key in jobs_to_run(args, results)}
         for future in as_completed(futures):
             key = futures[future]
             try:
